@@ -1,0 +1,261 @@
+//! Settings, read from the environment once at start-up. Each field says its
+//! variable and default. A bad value is an error naming the variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::domain::Ttl;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything `stockd serve` needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `REDIS_URL`, default `redis://127.0.0.1:6379`.
+    pub redis_url: String,
+    /// `DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/stockd`.
+    pub database_url: String,
+    /// `STOCKD_DATABASE_SCHEMA`: Postgres schema to use (search_path); default
+    /// none (the server's default, `public`). Lets several stores share a database.
+    pub database_schema: Option<String>,
+    /// `STOCKD_REDIS_PREFIX`, default `stockd`: prefix of every Redis key.
+    pub redis_prefix: String,
+    /// `STOCKD_PARTITIONS`, default 256: partition count P, used only when the
+    /// store is first set up (then it is read back from Postgres).
+    pub partitions: u32,
+    /// `STOCKD_GRPC_ADDR`, default `0.0.0.0:50051`.
+    pub grpc_addr: SocketAddr,
+    /// `STOCKD_HTTP_ADDR`, default `0.0.0.0:8080` (metrics and probes).
+    pub http_addr: SocketAddr,
+    /// `STOCKD_RESERVATION_TTL`, default `30m`: hold length when a request gives none.
+    pub reservation_ttl: Ttl,
+    /// `STOCKD_TOMBSTONE_TTL`, default `24h`: how long an ended order is remembered.
+    pub tombstone_ttl: Duration,
+    /// `STOCKD_OPERATION_RETENTION`, default `24h`: how long an operation id is remembered.
+    pub operation_retention: Duration,
+    /// `STOCKD_SWEEP_INTERVAL`, default `1s`: expiry sweep period for idle SKUs.
+    pub sweep_interval: Duration,
+    /// `STOCKD_EXPIRY_BATCH`, default 100: expired holds one call releases per partition.
+    pub expiry_batch: u32,
+    /// `STOCKD_REDIS_TIMEOUT`, default `1s`: deadline of one Redis call.
+    pub redis_timeout: Duration,
+    /// `STOCKD_REDIS_POOL_SIZE`, default 8: multiplexed Redis connections.
+    pub redis_pool_size: usize,
+    /// `STOCKD_DATABASE_POOL_SIZE`, default 10.
+    pub database_pool_size: u32,
+    /// `STOCKD_HEALTH_INTERVAL`, default `1s`: how often backends are probed for health.
+    pub health_interval: Duration,
+    /// `STOCKD_LOG`, default `info`: a tracing filter (e.g. `stockd=debug,info`).
+    pub log_filter: String,
+    /// `STOCKD_LOG_FORMAT`, `text` (default) or `json`.
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            redis_url: "redis://127.0.0.1:6379".into(),
+            database_url: "postgres://postgres@127.0.0.1:5432/stockd".into(),
+            database_schema: None,
+            redis_prefix: "stockd".into(),
+            partitions: 256,
+            grpc_addr: SocketAddr::from(([0, 0, 0, 0], 50051)),
+            http_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            reservation_ttl: Ttl::parse(Duration::from_secs(30 * 60)).unwrap_or_else(|_| unreachable!()),
+            tombstone_ttl: Duration::from_secs(24 * 3600),
+            operation_retention: Duration::from_secs(24 * 3600),
+            sweep_interval: Duration::from_secs(1),
+            expiry_batch: 100,
+            redis_timeout: Duration::from_secs(1),
+            redis_pool_size: 8,
+            database_pool_size: 10,
+            health_interval: Duration::from_secs(1),
+            log_filter: "info".into(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// A setting that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}={value:?}: {why}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub var: &'static str,
+    /// What it held.
+    pub value: String,
+    /// Why that is wrong.
+    pub why: String,
+}
+
+impl Config {
+    /// Reads the environment, starting from the defaults.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `get` (the environment, or a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut c = Config::default();
+        let text = |var: &'static str, dst: &mut String| {
+            if let Some(v) = get(var) {
+                *dst = v;
+            }
+        };
+        text("REDIS_URL", &mut c.redis_url);
+        text("DATABASE_URL", &mut c.database_url);
+        text("STOCKD_REDIS_PREFIX", &mut c.redis_prefix);
+        text("STOCKD_LOG", &mut c.log_filter);
+        c.database_schema = get("STOCKD_DATABASE_SCHEMA").filter(|s| !s.is_empty());
+        if let Some(s) = &c.database_schema
+            && !s.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+        {
+            return Err(err("STOCKD_DATABASE_SCHEMA", s, "letters, digits and _ only"));
+        }
+        parse(&get, "STOCKD_PARTITIONS", &mut c.partitions, |v| v.parse::<u32>().map_err(|e| e.to_string()))?;
+        parse(&get, "STOCKD_GRPC_ADDR", &mut c.grpc_addr, |v| {
+            v.parse().map_err(|e: std::net::AddrParseError| e.to_string())
+        })?;
+        parse(&get, "STOCKD_HTTP_ADDR", &mut c.http_addr, |v| {
+            v.parse().map_err(|e: std::net::AddrParseError| e.to_string())
+        })?;
+        parse(&get, "STOCKD_RESERVATION_TTL", &mut c.reservation_ttl, |v| {
+            Ttl::parse(parse_duration(v)?).map_err(|e| e.to_string())
+        })?;
+        parse(&get, "STOCKD_TOMBSTONE_TTL", &mut c.tombstone_ttl, parse_duration)?;
+        parse(&get, "STOCKD_OPERATION_RETENTION", &mut c.operation_retention, parse_duration)?;
+        parse(&get, "STOCKD_SWEEP_INTERVAL", &mut c.sweep_interval, positive_duration)?;
+        parse(&get, "STOCKD_EXPIRY_BATCH", &mut c.expiry_batch, |v| match v.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err("must be a positive integer".into()),
+        })?;
+        parse(&get, "STOCKD_REDIS_TIMEOUT", &mut c.redis_timeout, positive_duration)?;
+        parse(&get, "STOCKD_REDIS_POOL_SIZE", &mut c.redis_pool_size, |v| match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err("must be a positive integer".into()),
+        })?;
+        parse(&get, "STOCKD_DATABASE_POOL_SIZE", &mut c.database_pool_size, |v| match v.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err("must be a positive integer".into()),
+        })?;
+        parse(&get, "STOCKD_HEALTH_INTERVAL", &mut c.health_interval, positive_duration)?;
+        parse(&get, "STOCKD_LOG_FORMAT", &mut c.log_format, |v| match v {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("must be text or json".into()),
+        })?;
+        if !c.redis_url.starts_with("redis://")
+            && !c.redis_url.starts_with("rediss://")
+            && !c.redis_url.starts_with("unix://")
+        {
+            return Err(err("REDIS_URL", &c.redis_url, "must start with redis://, rediss:// or unix://"));
+        }
+        if !c.database_url.starts_with("postgres://") && !c.database_url.starts_with("postgresql://") {
+            return Err(err("DATABASE_URL", &c.database_url, "must start with postgres://"));
+        }
+        if c.redis_prefix.is_empty()
+            || c.redis_prefix.contains(['{', '}'])
+            || c.redis_prefix.chars().any(char::is_whitespace)
+        {
+            return Err(err("STOCKD_REDIS_PREFIX", &c.redis_prefix, "must be non-empty, without braces or spaces"));
+        }
+        if !(1..=crate::reservation::MAX_PARTITIONS).contains(&c.partitions) {
+            return Err(err("STOCKD_PARTITIONS", &c.partitions.to_string(), "must be 1..=16384"));
+        }
+        Ok(c)
+    }
+}
+
+fn err(var: &'static str, value: &str, why: &str) -> ConfigError {
+    ConfigError { var, value: value.to_owned(), why: why.to_owned() }
+}
+
+fn parse<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    dst: &mut T,
+    f: impl Fn(&str) -> Result<T, String>,
+) -> Result<(), ConfigError> {
+    if let Some(v) = get(var) {
+        *dst = f(v.trim()).map_err(|why| ConfigError { var, value: v.clone(), why })?;
+    }
+    Ok(())
+}
+
+/// Parses `250ms`, `30s`, `30m`, `24h` or a bare number of seconds.
+pub fn parse_duration(v: &str) -> Result<Duration, String> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().map_err(|_| "expected a number with an optional unit (ms, s, m, h)".to_string())?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        other => return Err(format!("unknown unit {other:?} (ms, s, m, h)")),
+    };
+    Ok(d)
+}
+
+fn positive_duration(v: &str) -> Result<Duration, String> {
+    match parse_duration(v)? {
+        d if d.is_zero() => Err("must be more than zero".into()),
+        d => Ok(d),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let c = with(&[]).expect("defaults are valid");
+        assert_eq!(c.reservation_ttl.get(), Duration::from_secs(1800));
+        assert_eq!(c.grpc_addr.to_string(), "0.0.0.0:50051");
+        assert_eq!(c.http_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.partitions, 256);
+        assert_eq!(c.tombstone_ttl, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("1d").is_err());
+        assert!(parse_duration("abc").is_err());
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let e = with(&[("STOCKD_GRPC_ADDR", "nowhere")]).expect_err("bad address");
+        assert_eq!(e.var, "STOCKD_GRPC_ADDR");
+        let e = with(&[("STOCKD_RESERVATION_TTL", "48h")]).expect_err("over 24 h");
+        assert_eq!(e.var, "STOCKD_RESERVATION_TTL");
+        let e = with(&[("REDIS_URL", "http://x")]).expect_err("bad scheme");
+        assert_eq!(e.var, "REDIS_URL");
+        let e = with(&[("STOCKD_REDIS_PREFIX", "a{b}")]).expect_err("braces");
+        assert_eq!(e.var, "STOCKD_REDIS_PREFIX");
+        let e = with(&[("STOCKD_PARTITIONS", "0")]).expect_err("zero partitions");
+        assert_eq!(e.var, "STOCKD_PARTITIONS");
+        let e = with(&[("STOCKD_DATABASE_SCHEMA", "x; drop")]).expect_err("bad schema");
+        assert_eq!(e.var, "STOCKD_DATABASE_SCHEMA");
+    }
+}

@@ -1,0 +1,15 @@
+//! Domain types shared by the engine, the catalog and the transport. Nothing
+//! here knows about protobuf, Redis or Postgres.
+
+mod ids;
+mod levels;
+mod quantity;
+mod reservation;
+
+pub use ids::{Channel, IdError, LocationId, OperationId, OrderId, Sku, SupplierId};
+pub use levels::{Levels, LocationLevels, SkuLevels};
+pub use quantity::{LineQuantity, QuantityError, Ttl};
+pub use reservation::{
+    ReleaseReason, Reservation, ReservationLine, ReservationStatus, ReserveLine, ReserveOutcome, ReserveRequest,
+    Shortage,
+};

@@ -1,0 +1,156 @@
+//! StockService: levels and physical adjustments.
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{Violations, location_level};
+use super::proto::{self, stock_service_server::StockService};
+use crate::domain::{LocationId, OperationId, Sku};
+use crate::reservation::{Adjusted, StockChange};
+use crate::state::AppState;
+
+/// Most SKUs one availability read may ask for.
+pub const MAX_AVAILABILITY_SKUS: usize = 1000;
+/// Largest single adjustment.
+pub const MAX_DELTA: i64 = 1_000_000;
+/// Largest absolute on_hand a caller may set.
+pub const MAX_ON_HAND: i64 = 1_000_000_000;
+
+/// The StockService handlers.
+pub struct StockApi {
+    state: AppState,
+}
+
+impl StockApi {
+    /// Handlers over `state`.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+
+    /// Checks the location exists, applies the change, and answers.
+    async fn apply(
+        &self,
+        target: Target,
+        change: StockChange,
+        reason: proto::AdjustmentReason,
+    ) -> Result<(Adjusted, OperationId), Status> {
+        let Target { sku, location, operation_id } = target;
+        if !self.state.location_cache.contains(&location).await {
+            return Err(Status::not_found(format!("location {location} is not in the catalog")));
+        }
+        let op = operation_id.unwrap_or_else(OperationId::generate);
+        let adjusted = self.state.engine.adjust(&sku, &location, change, &op, reason_word(reason)).await?;
+        Ok((adjusted, op))
+    }
+}
+
+struct Target {
+    sku: Sku,
+    location: LocationId,
+    operation_id: Option<OperationId>,
+}
+
+fn parse_target(
+    v: &mut Violations,
+    sku: String,
+    location_id: String,
+    operation_id: String,
+    reason: i32,
+) -> (Option<Target>, proto::AdjustmentReason) {
+    let sku = v.id("sku", sku, Sku::parse);
+    let location = v.id("location_id", location_id, LocationId::parse);
+    let operation_id = v.optional_id("operation_id", operation_id, OperationId::parse);
+    let reason = match proto::AdjustmentReason::try_from(reason) {
+        Ok(proto::AdjustmentReason::Unspecified) | Err(_) => {
+            v.add("reason", "must be one of ADJUSTMENT_REASON_RECEIVED, _DAMAGED, _RETURNED, _SHRINKAGE, _CORRECTION, _COUNT, _IMPORT");
+            proto::AdjustmentReason::Unspecified
+        }
+        Ok(r) => r,
+    };
+    let target = match (sku, location) {
+        (Some(sku), Some(location)) => Some(Target { sku, location, operation_id }),
+        _ => None,
+    };
+    (target, reason)
+}
+
+fn reason_word(r: proto::AdjustmentReason) -> &'static str {
+    use proto::AdjustmentReason as R;
+    match r {
+        R::Unspecified => "unspecified",
+        R::Received => "received",
+        R::Damaged => "damaged",
+        R::Returned => "returned",
+        R::Shrinkage => "shrinkage",
+        R::Correction => "correction",
+        R::Count => "count",
+        R::Import => "import",
+    }
+}
+
+#[tonic::async_trait]
+impl StockService for StockApi {
+    async fn get_availability(
+        &self,
+        request: Request<proto::GetAvailabilityRequest>,
+    ) -> Result<Response<proto::GetAvailabilityResponse>, Status> {
+        let r = request.into_inner();
+        let mut v = Violations::default();
+        if r.skus.is_empty() || r.skus.len() > MAX_AVAILABILITY_SKUS {
+            v.add("skus", format!("must list 1 to {MAX_AVAILABILITY_SKUS} SKUs, got {}", r.skus.len()));
+        }
+        let skus: Vec<Sku> = r
+            .skus
+            .into_iter()
+            .take(MAX_AVAILABILITY_SKUS)
+            .enumerate()
+            .filter_map(|(i, s)| v.id(&format!("skus[{i}]"), s, Sku::parse))
+            .collect();
+        let location = v.optional_id("location_id", r.location_id, LocationId::parse);
+        v.finish()?;
+        let levels = self.state.engine.levels(&skus, location.as_ref()).await?;
+        Ok(Response::new(proto::GetAvailabilityResponse { items: levels.into_iter().map(Into::into).collect() }))
+    }
+
+    async fn adjust_stock(
+        &self,
+        request: Request<proto::AdjustStockRequest>,
+    ) -> Result<Response<proto::AdjustStockResponse>, Status> {
+        let r = request.into_inner();
+        let mut v = Violations::default();
+        let (target, reason) = parse_target(&mut v, r.sku, r.location_id, r.operation_id, r.reason);
+        if r.delta == 0 || r.delta.abs() > MAX_DELTA {
+            v.add("delta", format!("must be non-zero and between -{MAX_DELTA} and {MAX_DELTA}, got {}", r.delta));
+        }
+        v.finish()?;
+        let target = target.ok_or_else(|| Status::internal("validated fields missing"))?;
+        let location = target.location.to_string();
+        let (a, op) = self.apply(target, StockChange::Delta(r.delta), reason).await?;
+        Ok(Response::new(proto::AdjustStockResponse {
+            level: Some(location_level(location, a.levels)),
+            replayed: a.replayed,
+            operation_id: op.into_string(),
+        }))
+    }
+
+    async fn set_on_hand(
+        &self,
+        request: Request<proto::SetOnHandRequest>,
+    ) -> Result<Response<proto::SetOnHandResponse>, Status> {
+        let r = request.into_inner();
+        let mut v = Violations::default();
+        let (target, reason) = parse_target(&mut v, r.sku, r.location_id, r.operation_id, r.reason);
+        if !(0..=MAX_ON_HAND).contains(&r.on_hand) {
+            v.add("on_hand", format!("must be between 0 and {MAX_ON_HAND}, got {}", r.on_hand));
+        }
+        v.finish()?;
+        let target = target.ok_or_else(|| Status::internal("validated fields missing"))?;
+        let location = target.location.to_string();
+        let (a, op) = self.apply(target, StockChange::Set(r.on_hand), reason).await?;
+        Ok(Response::new(proto::SetOnHandResponse {
+            level: Some(location_level(location, a.levels)),
+            replayed: a.replayed,
+            operation_id: op.into_string(),
+            delta: a.delta,
+        }))
+    }
+}

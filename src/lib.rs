@@ -1,0 +1,29 @@
+//! stockd: an inventory service whose reservations are Lua scripts run
+//! atomically in Redis, with Postgres as the system of record.
+//!
+//! # Layout
+//!
+//! - `domain`: identifiers, quantities, levels and reservations, parsed once at
+//!   the edge; no I/O, no protobuf.
+//! - `reservation`: the engine. Every change to a stock number is one Lua
+//!   script (`reservation/lua/*.lua`); `keys.rs` names every key; the sweeper
+//!   expires holds on idle SKUs.
+//! - `catalog`: SKUs and locations in Postgres, and the in-memory allocation order.
+//! - `grpc`: the transport. Generated code, validation, one error mapping,
+//!   thin handlers, health.
+//! - `db`: the Postgres pool, migrations and store-wide settings.
+//! - `config`: settings from the environment (each documents its variable).
+//! - `startup`: builds and runs the server; `local`: the zero-config demo mode.
+//! - `telemetry`: logging.
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod grpc;
+pub mod local;
+pub mod reservation;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,522 @@
+//! The engine: builds each script call (keys from `keys.rs`, arguments in the
+//! order the script's header lists), runs it with a deadline, and reads the
+//! reply into domain types.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use deadpool_redis::{Manager, Pool, Runtime};
+use redis::{AsyncConnectionConfig, Script, Value};
+use serde::Deserialize;
+
+use super::EngineError;
+use super::keys::Keys;
+use super::reply::Reply;
+use super::scripts::SCRIPTS;
+use crate::domain::{
+    Levels, LocationId, LocationLevels, OperationId, OrderId, ReleaseReason, Reservation, ReservationStatus,
+    ReserveOutcome, ReserveRequest, Shortage, Sku, SkuLevels, Ttl,
+};
+
+/// Tunables of the engine, from `Config`.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Hold length when a request gives none (30 min).
+    pub default_ttl: Ttl,
+    /// How long a released, fulfilled or expired order is remembered so that a
+    /// late retry does not reserve again (24 h).
+    pub tombstone: Duration,
+    /// How long an applied operation id is remembered (24 h).
+    pub operation_retention: Duration,
+    /// Most expired holds one script releases per partition, bounding the
+    /// extra work a call can be asked to do.
+    pub expiry_batch: u32,
+    /// Deadline for one Redis call, connection included: past it the caller
+    /// gets UNAVAILABLE instead of a hang.
+    pub call_timeout: Duration,
+    /// Redis connections in the pool (each one multiplexes concurrent calls).
+    pub pool_size: usize,
+}
+
+/// How a stock change is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockChange {
+    /// Add this (may be negative) to on_hand.
+    Delta(i64),
+    /// Set on_hand to this.
+    Set(i64),
+}
+
+/// The result of an adjustment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adjusted {
+    /// The levels after it (or as they are, when replayed).
+    pub levels: Levels,
+    /// What was added to on_hand (0 when replayed).
+    pub delta: i64,
+    /// The operation id had been applied before; nothing changed.
+    pub replayed: bool,
+}
+
+/// The levels record of one SKU as the scripts store it (see common.lua).
+#[derive(Debug, Deserialize)]
+struct SkuRecord {
+    stop: i64,
+    /// location -> [on_hand, reserved, committed, in_transit]. cjson writes an
+    /// empty table as `{}`, which this reads as an empty map.
+    l: BTreeMap<String, [i64; 4]>,
+}
+
+/// The reservation engine. Cheap to share behind an `Arc`.
+pub struct Engine {
+    /// Multiplexed Redis connections.
+    pool: Pool,
+    /// Key names for this store.
+    keys: Keys,
+    settings: EngineSettings,
+    /// Added to Redis TIME by every script. Always 0 in production; tests
+    /// move it forward to make time pass without sleeping.
+    clock_offset_ms: AtomicI64,
+}
+
+impl Engine {
+    /// An engine for the Redis at `url`. Connects lazily: call `ping` to check.
+    pub fn new(url: &str, keys: Keys, settings: EngineSettings) -> Result<Self, EngineError> {
+        let conn_config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(settings.call_timeout))
+            .set_response_timeout(Some(settings.call_timeout));
+        let manager = Manager::new_with_config(url, conn_config)
+            .map_err(|e| EngineError::Unavailable(format!("bad redis url: {e}")))?;
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size)
+            .wait_timeout(Some(settings.call_timeout))
+            .create_timeout(Some(settings.call_timeout))
+            .recycle_timeout(Some(settings.call_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        Ok(Self { pool, keys, settings, clock_offset_ms: AtomicI64::new(0) })
+    }
+
+    /// The key builder of this store.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The settings this engine runs with.
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// Test hook: moves the engine's clock forward (Redis TIME + offset).
+    pub fn advance_clock(&self, by: Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.clock_offset_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    fn offset(&self) -> i64 {
+        self.clock_offset_ms.load(Ordering::SeqCst)
+    }
+
+    /// Runs `f` on a pooled connection within the call deadline.
+    async fn with_conn<T, F>(&self, f: F) -> Result<T, EngineError>
+    where
+        F: AsyncFnOnce(&mut deadpool_redis::Connection) -> Result<T, EngineError>,
+    {
+        let deadline = self.settings.call_timeout;
+        tokio::time::timeout(deadline, async {
+            let mut conn = self.pool.get().await?;
+            f(&mut conn).await
+        })
+        .await
+        .map_err(|_| EngineError::Timeout(deadline))?
+    }
+
+    /// Runs a script with its keys; `args` follow the three common arguments.
+    async fn run(
+        &self,
+        script: &Script,
+        keys: &[String],
+        nparts: usize,
+        args: &[String],
+    ) -> Result<Value, EngineError> {
+        let mut inv = script.prepare_invoke();
+        for k in keys {
+            inv.key(k);
+        }
+        inv.arg(self.offset()).arg(self.settings.expiry_batch).arg(nparts);
+        for a in args {
+            inv.arg(a);
+        }
+        self.with_conn(async |c| Ok(inv.invoke_async::<Value>(c).await?)).await
+    }
+
+    /// Checks that Redis answers.
+    pub async fn ping(&self) -> Result<(), EngineError> {
+        self.with_conn(async |c| {
+            let pong: String = redis::cmd("PING").query_async(c).await?;
+            if pong == "PONG" { Ok(()) } else { Err(EngineError::Unavailable(format!("PING answered {pong}"))) }
+        })
+        .await
+    }
+
+    /// Distinct partitions of these SKUs in first-seen order, and the keys of
+    /// each (five per partition, as the scripts expect).
+    fn partition_groups<'a>(&self, skus: impl Iterator<Item = &'a str>) -> (Vec<u32>, Vec<String>) {
+        let mut parts: Vec<u32> = Vec::new();
+        for s in skus {
+            let p = self.keys.partition_of(s);
+            if !parts.contains(&p) {
+                parts.push(p);
+            }
+        }
+        let keys = parts.iter().flat_map(|p| self.keys.partition(*p).all().map(str::to_owned)).collect();
+        (parts, keys)
+    }
+
+    /// Holds every line or none (see reserve.lua). `allocation_order` lists
+    /// locations highest priority first, for lines without a location.
+    pub async fn reserve(
+        &self,
+        req: &ReserveRequest,
+        allocation_order: &[LocationId],
+    ) -> Result<ReserveOutcome, EngineError> {
+        // On a standalone Redis every partition goes into one call, so the
+        // order is all-or-nothing. (On Redis Cluster the same call would be
+        // made once per slot group, releasing earlier groups if a later one
+        // fails; the scripts already take any number of partition groups.)
+        let (parts, part_keys) = self.partition_groups(req.lines.iter().map(|l| l.sku.as_str()));
+        let order = req.order_id.as_str();
+        let mut keys = Vec::with_capacity(1 + part_keys.len());
+        keys.push(self.keys.order(order));
+        keys.extend(part_keys);
+
+        let ttl = req.ttl.unwrap_or(self.settings.default_ttl);
+        let mut args = vec![
+            order.to_owned(),
+            ttl.as_millis().to_string(),
+            req.channel.as_ref().map(|c| c.as_str().to_owned()).unwrap_or_default(),
+            millis(self.settings.tombstone).to_string(),
+            req.lines.len().to_string(),
+            allocation_order.len().to_string(),
+        ];
+        args.extend(allocation_order.iter().map(|l| l.as_str().to_owned()));
+        for line in &req.lines {
+            let p = self.keys.partition_of(line.sku.as_str());
+            let group = parts.iter().position(|x| *x == p).unwrap_or(0) + 1;
+            args.push(group.to_string());
+            args.push(line.sku.as_str().to_owned());
+            args.push(line.location.as_ref().map(|l| l.as_str().to_owned()).unwrap_or_default());
+            args.push(line.quantity.get().to_string());
+        }
+
+        let v = self.run(&SCRIPTS.reserve, &keys, parts.len(), &args).await?;
+        let mut r = Reply::new("reserve", v)?;
+        match r.string()?.as_str() {
+            "RESERVED" => Ok(ReserveOutcome::Reserved(r.reservation(order)?)),
+            "EXISTS" => existing(req, r.reservation(order)?),
+            "UNKNOWN" => Ok(ReserveOutcome::UnknownSku(rest_strings(&mut r)?)),
+            "STOP" => Ok(ReserveOutcome::StopSell(rest_strings(&mut r)?)),
+            "SHORT" => {
+                let mut shortages = Vec::new();
+                while !r.is_empty() {
+                    shortages.push(Shortage {
+                        sku: r.string()?,
+                        location_id: r.string()?,
+                        requested: r.int()?,
+                        available: r.int()?,
+                    });
+                }
+                Ok(ReserveOutcome::InsufficientStock(shortages))
+            }
+            other => Err(EngineError::Protocol { script: "reserve", detail: format!("tag {other:?}") }),
+        }
+    }
+
+    /// The reservation of an order as it stands.
+    pub async fn get_reservation(&self, order: &OrderId) -> Result<Reservation, EngineError> {
+        let keys = [self.keys.order(order.as_str())];
+        let v = self.run(&SCRIPTS.get_order, &keys, 0, &[]).await?;
+        let mut r = Reply::new("get_order", v)?;
+        match r.string()?.as_str() {
+            "OK" => r.reservation(order.as_str()),
+            "NOTFOUND" => Err(EngineError::ReservationNotFound(order.to_string())),
+            other => Err(EngineError::Protocol { script: "get_order", detail: format!("tag {other:?}") }),
+        }
+    }
+
+    /// Moves the expiry of an active reservation to now + ttl.
+    pub async fn extend(&self, order: &OrderId, ttl: Ttl) -> Result<Reservation, EngineError> {
+        let extra = [millis(self.settings.tombstone).to_string(), ttl.as_millis().to_string()];
+        self.transition(Transition::Extend, order, &extra).await
+    }
+
+    /// Picking started: reserved -> committed. Committing twice is a no-op.
+    pub async fn commit(&self, order: &OrderId) -> Result<Reservation, EngineError> {
+        self.transition(Transition::Commit, order, &[]).await
+    }
+
+    /// Shipped: on_hand drops with committed (or reserved). Twice is a no-op.
+    pub async fn fulfill(&self, order: &OrderId) -> Result<Reservation, EngineError> {
+        let extra = [millis(self.settings.tombstone).to_string()];
+        self.transition(Transition::Fulfill, order, &extra).await
+    }
+
+    /// Cancelled: the held stock returns. Twice (or after expiry) is a no-op.
+    pub async fn release(&self, order: &OrderId, reason: &ReleaseReason) -> Result<Reservation, EngineError> {
+        let extra = [millis(self.settings.tombstone).to_string(), reason.as_str().to_owned()];
+        self.transition(Transition::Release, order, &extra).await
+    }
+
+    /// Reads the header for its lines (hence partitions), then runs the
+    /// transition guarded by the header's created-at; a header replaced in
+    /// between (only possible once a tombstone lapsed) is read again.
+    async fn transition(&self, t: Transition, order: &OrderId, extra: &[String]) -> Result<Reservation, EngineError> {
+        for _ in 0..3 {
+            let current = self.get_reservation(order).await?;
+            let (parts, part_keys) = self.partition_groups(current.lines.iter().map(|l| l.sku.as_str()));
+            let mut keys = Vec::with_capacity(1 + part_keys.len());
+            keys.push(self.keys.order(order.as_str()));
+            keys.extend(part_keys);
+            let mut args = vec![order.as_str().to_owned(), to_millis(current.created_at).to_string()];
+            args.extend_from_slice(extra);
+            let v = self.run(t.script(), &keys, parts.len(), &args).await?;
+            let mut r = Reply::new(t.name(), v)?;
+            match r.string()?.as_str() {
+                "OK" | "NOOP" => return r.reservation(order.as_str()),
+                "STATE" => {
+                    let res = r.reservation(order.as_str())?;
+                    return Err(EngineError::FailedPrecondition(format!(
+                        "cannot {} order {order}: reservation is {}",
+                        t.name(),
+                        status_word(res.status)
+                    )));
+                }
+                "NOTFOUND" => return Err(EngineError::ReservationNotFound(order.to_string())),
+                "STALE" => continue,
+                other => {
+                    return Err(EngineError::Protocol { script: t.name(), detail: format!("tag {other:?}") });
+                }
+            }
+        }
+        Err(EngineError::Unavailable(format!("order {order} kept changing under {}", t.name())))
+    }
+
+    /// The levels of each SKU (all locations, or the one given), in the order asked.
+    pub async fn levels(&self, skus: &[Sku], location: Option<&LocationId>) -> Result<Vec<SkuLevels>, EngineError> {
+        let mut pipe = redis::pipe();
+        for s in skus {
+            pipe.cmd("HGET").arg(self.keys.partition(self.keys.partition_of(s.as_str())).lvl).arg(s.as_str());
+        }
+        let raw: Vec<Option<String>> = self.with_conn(async |c| Ok(pipe.query_async(c).await?)).await?;
+        skus.iter()
+            .zip(raw)
+            .map(|(sku, raw)| {
+                let Some(raw) = raw else {
+                    return Ok(SkuLevels { sku: sku.to_string(), known: false, stop_sell: false, locations: vec![] });
+                };
+                let rec: SkuRecord = serde_json::from_str(&raw)
+                    .map_err(|e| EngineError::Protocol { script: "levels", detail: format!("{sku}: {e}") })?;
+                let locations = rec
+                    .l
+                    .into_iter()
+                    .filter(|(loc, _)| location.is_none_or(|want| want.as_str() == loc))
+                    .map(|(location_id, [on_hand, reserved, committed, in_transit])| LocationLevels {
+                        location_id,
+                        levels: Levels { on_hand, reserved, committed, in_transit },
+                    })
+                    .collect();
+                Ok(SkuLevels { sku: sku.to_string(), known: true, stop_sell: rec.stop == 1, locations })
+            })
+            .collect()
+    }
+
+    /// A physical change to on_hand, applied once per operation id.
+    pub async fn adjust(
+        &self,
+        sku: &Sku,
+        location: &LocationId,
+        change: StockChange,
+        op: &OperationId,
+        reason: &str,
+    ) -> Result<Adjusted, EngineError> {
+        let keys = self.single_partition(sku);
+        let (mode, value) = match change {
+            StockChange::Delta(d) => ("delta", d),
+            StockChange::Set(v) => ("set", v),
+        };
+        let args = [
+            sku.to_string(),
+            location.to_string(),
+            mode.to_owned(),
+            value.to_string(),
+            op.to_string(),
+            reason.to_owned(),
+            millis(self.settings.operation_retention).to_string(),
+        ];
+        let v = self.run(&SCRIPTS.adjust, &keys, 1, &args).await?;
+        let mut r = Reply::new("adjust", v)?;
+        let tag = r.string()?;
+        let levels = Levels { on_hand: r.int()?, reserved: r.int()?, committed: r.int()?, in_transit: r.int()? };
+        let delta = r.int()?;
+        match tag.as_str() {
+            "OK" => Ok(Adjusted { levels, delta, replayed: false }),
+            "DUP" => Ok(Adjusted { levels, delta: 0, replayed: true }),
+            "UNKNOWN" => Err(EngineError::UnknownSku(sku.to_string())),
+            other => Err(EngineError::Protocol { script: "adjust", detail: format!("tag {other:?}") }),
+        }
+    }
+
+    /// Makes a catalog SKU known to the engine. Returns whether it was new.
+    pub async fn register_sku(&self, sku: &Sku) -> Result<bool, EngineError> {
+        let keys = self.single_partition(sku);
+        let v = self.run(&SCRIPTS.register_sku, &keys, 1, &[sku.to_string()]).await?;
+        Ok(matches!(v, Value::Int(1)))
+    }
+
+    /// Stops (or resumes) selling a SKU. Returns whether the flag changed.
+    pub async fn set_stop_sell(&self, sku: &Sku, stop: bool, op: &OperationId) -> Result<bool, EngineError> {
+        let keys = self.single_partition(sku);
+        let args = [sku.to_string(), if stop { "1" } else { "0" }.to_owned(), op.to_string()];
+        match self.run(&SCRIPTS.set_stop_sell, &keys, 1, &args).await? {
+            Value::Int(-1) => Err(EngineError::UnknownSku(sku.to_string())),
+            Value::Int(n) => Ok(n == 1),
+            other => Err(EngineError::Protocol { script: "set_stop_sell", detail: format!("{other:?}") }),
+        }
+    }
+
+    /// Partitions whose earliest uncommitted hold has expired (one round trip).
+    pub async fn partitions_due(&self) -> Result<Vec<u32>, EngineError> {
+        let n = self.keys.partitions();
+        let mut pipe = redis::pipe();
+        pipe.cmd("TIME");
+        for p in 0..n {
+            pipe.cmd("ZRANGE").arg(self.keys.partition(p).exp).arg(0).arg(0).arg("WITHSCORES");
+        }
+        let offset = self.offset();
+        let (time, firsts): (RedisTime, Vec<FirstExpiry>) = self
+            .with_conn(async |c| {
+                let mut v: Vec<Value> = pipe.query_async(c).await?;
+                let firsts = v.split_off(1);
+                let bad = |e: redis::ParsingError| EngineError::Protocol { script: "sweep", detail: e.to_string() };
+                let time = redis::from_redis_value(v.remove(0)).map_err(bad)?;
+                let firsts = firsts.into_iter().map(redis::from_redis_value).collect::<Result<_, _>>().map_err(bad)?;
+                Ok((time, firsts))
+            })
+            .await?;
+        let secs: i64 = time.0.parse().unwrap_or(0);
+        let micros: i64 = time.1.parse().unwrap_or(0);
+        let now = secs * 1000 + micros / 1000 + offset;
+        Ok(firsts
+            .into_iter()
+            .enumerate()
+            .filter(|(_, first)| first.first().is_some_and(|(_, score)| *score <= now as f64))
+            .filter_map(|(p, _)| u32::try_from(p).ok())
+            .collect())
+    }
+
+    /// Releases up to one batch of expired holds in partition `p`.
+    pub async fn expire_partition(&self, p: u32) -> Result<u32, EngineError> {
+        let keys = self.keys.partition(p).all().map(str::to_owned);
+        match self.run(&SCRIPTS.expire, &keys, 1, &[]).await? {
+            Value::Int(n) => Ok(u32::try_from(n).unwrap_or(0)),
+            other => Err(EngineError::Protocol { script: "expire", detail: format!("{other:?}") }),
+        }
+    }
+
+    fn single_partition(&self, sku: &Sku) -> [String; 5] {
+        self.keys.partition(self.keys.partition_of(sku.as_str())).all().map(str::to_owned)
+    }
+}
+
+/// Redis TIME: seconds and microseconds, as text.
+type RedisTime = (String, String);
+/// The earliest (member, score) of an expiry index, or nothing.
+type FirstExpiry = Vec<(String, f64)>;
+
+/// The transitions that read the header first.
+#[derive(Debug, Clone, Copy)]
+enum Transition {
+    Extend,
+    Commit,
+    Fulfill,
+    Release,
+}
+
+impl Transition {
+    fn script(self) -> &'static Script {
+        match self {
+            Self::Extend => &SCRIPTS.extend,
+            Self::Commit => &SCRIPTS.commit,
+            Self::Fulfill => &SCRIPTS.fulfill,
+            Self::Release => &SCRIPTS.release,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Extend => "extend",
+            Self::Commit => "commit",
+            Self::Fulfill => "fulfill",
+            Self::Release => "release",
+        }
+    }
+}
+
+/// An order that already had a reservation: the same reservation again when
+/// the request matches and stock is (or was, until shipped) held for it.
+fn existing(req: &ReserveRequest, res: Reservation) -> Result<ReserveOutcome, EngineError> {
+    let asked = per_sku(req.lines.iter().map(|l| (l.sku.as_str(), l.quantity.get())));
+    let held = per_sku(res.lines.iter().map(|l| (l.sku.as_str(), l.quantity)));
+    if asked != held {
+        return Err(EngineError::FailedPrecondition(format!(
+            "order {} already has a reservation with different lines",
+            res.order_id
+        )));
+    }
+    match res.status {
+        ReservationStatus::Active | ReservationStatus::Committed | ReservationStatus::Fulfilled => {
+            Ok(ReserveOutcome::Existing(res))
+        }
+        s => Err(EngineError::FailedPrecondition(format!(
+            "order {} was {}; a new reservation needs a new order_id",
+            res.order_id,
+            status_word(s)
+        ))),
+    }
+}
+
+fn per_sku<'a>(lines: impl Iterator<Item = (&'a str, i64)>) -> BTreeMap<&'a str, i64> {
+    let mut m = BTreeMap::new();
+    for (sku, q) in lines {
+        *m.entry(sku).or_insert(0) += q;
+    }
+    m
+}
+
+fn rest_strings(r: &mut Reply) -> Result<Vec<String>, EngineError> {
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        out.push(r.string()?);
+    }
+    Ok(out)
+}
+
+fn status_word(s: ReservationStatus) -> &'static str {
+    match s {
+        ReservationStatus::Active => "active",
+        ReservationStatus::Committed => "committed",
+        ReservationStatus::Fulfilled => "fulfilled",
+        ReservationStatus::Released => "released",
+        ReservationStatus::Expired => "expired",
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn to_millis(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).map(millis).unwrap_or(0)
+}

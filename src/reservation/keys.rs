@@ -1,0 +1,127 @@
+//! Every Redis key name the engine uses is built here, and only here.
+//!
+//! Keys carry the hash tag of their partition, `{p}` with
+//! `p = crc32(sku) mod P`, so all keys of one SKU (its levels, the holds on it,
+//! its expiry index and its event stream) live in one Redis Cluster slot, and
+//! one script may touch them together. An order's header lives in the
+//! partition of its order id. The prefix lets one Redis hold several stores
+//! (and lets tests isolate themselves).
+
+/// Upper bound for the partition count (Redis Cluster has 16384 slots).
+pub const MAX_PARTITIONS: u32 = 16_384;
+
+/// The five keys of one partition, in the order the scripts expect them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionKeys {
+    /// Hash: sku -> JSON levels record.
+    pub lvl: String,
+    /// Hash: order id -> JSON hold (the order's lines in this partition).
+    pub holds: String,
+    /// Sorted set: uncommitted order ids by expiry (ms).
+    pub exp: String,
+    /// Stream: one event per changed SKU-location.
+    pub ev: String,
+    /// Sorted set: applied operation ids by forget-at time (ms).
+    pub ops: String,
+}
+
+impl PartitionKeys {
+    /// The keys in script order (KEYS[n..n+4]).
+    pub fn all(&self) -> [&str; 5] {
+        [&self.lvl, &self.holds, &self.exp, &self.ev, &self.ops]
+    }
+}
+
+/// Builds key names for one store.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    /// Namespace for every key of this store; never contains braces.
+    prefix: String,
+    /// P: fixed when the store is first set up.
+    partitions: u32,
+}
+
+impl Keys {
+    /// A key builder for `prefix` with `partitions` partitions.
+    ///
+    /// The prefix must be non-empty, with no braces (they would change the
+    /// hash tag); the partition count must be 1..=16384.
+    pub fn new(prefix: &str, partitions: u32) -> Result<Self, String> {
+        if prefix.is_empty() || prefix.contains(['{', '}']) || prefix.chars().any(char::is_whitespace) {
+            return Err(format!("redis key prefix {prefix:?} must be non-empty, without braces or spaces"));
+        }
+        if !(1..=MAX_PARTITIONS).contains(&partitions) {
+            return Err(format!("partition count {partitions} must be between 1 and {MAX_PARTITIONS}"));
+        }
+        Ok(Self { prefix: prefix.to_owned(), partitions })
+    }
+
+    /// P.
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    /// The prefix every key starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The partition a SKU (or an order id) belongs to: crc32 mod P.
+    pub fn partition_of(&self, id: &str) -> u32 {
+        crc32fast::hash(id.as_bytes()) % self.partitions
+    }
+
+    /// The keys of partition `p`.
+    pub fn partition(&self, p: u32) -> PartitionKeys {
+        let base = format!("{}:{{{p}}}", self.prefix);
+        PartitionKeys {
+            lvl: format!("{base}:lvl"),
+            holds: format!("{base}:holds"),
+            exp: format!("{base}:exp"),
+            ev: format!("{base}:ev"),
+            ops: format!("{base}:ops"),
+        }
+    }
+
+    /// The header key of an order, in the partition of its order id.
+    pub fn order(&self, order_id: &str) -> String {
+        format!("{}:{{{}}}:ord:{order_id}", self.prefix, self.partition_of(order_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_a_partition_shares_its_hash_tag() {
+        let keys = Keys::new("s", 256).expect("valid");
+        let p = keys.partition_of("TEE-BLK-M");
+        for k in keys.partition(p).all() {
+            assert!(k.starts_with(&format!("s:{{{p}}}:")), "{k}");
+        }
+    }
+
+    #[test]
+    fn an_order_header_lives_in_the_partition_of_its_id() {
+        let keys = Keys::new("s", 256).expect("valid");
+        let p = keys.partition_of("order-1");
+        assert_eq!(keys.order("order-1"), format!("s:{{{p}}}:ord:order-1"));
+    }
+
+    #[test]
+    fn partition_is_crc32_mod_p() {
+        let keys = Keys::new("s", 256).expect("valid");
+        assert_eq!(keys.partition_of("abc"), crc32fast::hash(b"abc") % 256);
+        assert!(Keys::new("s", 1).expect("valid").partition_of("anything") == 0);
+    }
+
+    #[test]
+    fn rejects_prefixes_that_would_break_the_hash_tag_and_bad_counts() {
+        assert!(Keys::new("a{b", 8).is_err());
+        assert!(Keys::new("", 8).is_err());
+        assert!(Keys::new("a b", 8).is_err());
+        assert!(Keys::new("ok", 0).is_err());
+        assert!(Keys::new("ok", MAX_PARTITIONS + 1).is_err());
+    }
+}

@@ -1,0 +1,168 @@
+-- common.lua: shared helpers, prepended to every script (see scripts.rs).
+--
+-- Data layout of one partition p (every key carries the hash tag {p}, so one
+-- partition lives in one Redis Cluster slot; keys.rs builds every name):
+--   lvl    hash   field <sku> -> JSON {"stop":0|1,"l":{<location>:[on_hand,reserved,committed,in_transit]}}
+--                 A field exists exactly for the SKUs the catalog has registered.
+--   holds  hash   field <order_id> -> JSON {"e":expires_ms,"c":0|1,"l":[[sku,location,qty],...]}
+--                 The lines of that order that live in this partition; c=1 once committed.
+--   exp    zset   member <order_id>, score expires_ms: the uncommitted holds, by expiry.
+--   ev     stream one entry per changed SKU-location (read by the reconciler).
+--   ops    zset   member <operation_id>, score forget_at_ms: applied operation ids.
+-- An order's header is its own hash key (in the partition of the order id):
+--   st ACTIVE|COMMITTED|FULFILLED|RELEASED, ca, ea (ms), ch, rr, n, s<i>/l<i>/q<i>.
+--   EXPIRED is derived: st == ACTIVE and now >= ea.
+--
+-- Partition keys come five at a time; PART_KEYS(first, i) names the i-th group.
+-- Every script's ARGV starts with the same three values:
+--   ARGV[1] clock offset in ms added to Redis TIME (0 in production; tests move time)
+--   ARGV[2] most expired holds to release per partition in this call
+--   ARGV[3] number of partition key groups in KEYS
+
+local OH, RS, CM, IT = 1, 2, 3, 4
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+end
+
+local function part_keys(first, i)
+  local b = first + (i - 1) * 5
+  return { lvl = KEYS[b], holds = KEYS[b + 1], exp = KEYS[b + 2], ev = KEYS[b + 3], ops = KEYS[b + 4] }
+end
+
+local function read_sku(p, sku)
+  local raw = redis.call('HGET', p.lvl, sku)
+  if not raw then return nil end
+  return cjson.decode(raw)
+end
+
+local function write_sku(p, sku, rec)
+  redis.call('HSET', p.lvl, sku, cjson.encode(rec))
+end
+
+-- The four stored numbers of one location, created at zero on first use.
+local function level(rec, loc)
+  local l = rec.l[loc]
+  if not l then
+    l = { 0, 0, 0, 0 }
+    rec.l[loc] = l
+  end
+  return l
+end
+
+local function available(l)
+  return l[OH] - l[RS] - l[CM]
+end
+
+-- Appends one event: the change (deltas) and the levels after it.
+local function emit(p, kind, sku, loc, d, l, order, op, reason, now)
+  redis.call('XADD', p.ev, '*',
+    'k', kind, 's', sku, 'l', loc,
+    'doh', d[OH], 'drs', d[RS], 'dcm', d[CM], 'dit', d[IT],
+    'oh', l[OH], 'rs', l[RS], 'cm', l[CM], 'it', l[IT],
+    'o', order, 'op', op, 'r', reason, 't', now)
+end
+
+-- Applies deltas d to one SKU-location of a decoded record and emits the event.
+local function apply(p, rec, kind, sku, loc, d, order, op, reason, now)
+  local l = level(rec, loc)
+  for i = 1, 4 do l[i] = l[i] + d[i] end
+  emit(p, kind, sku, loc, d, l, order, op, reason, now)
+end
+
+-- Releases up to `limit` holds of partition p whose expiry has passed, so that
+-- a SKU under traffic is never blocked by a dead hold. Returns how many.
+local function expire_due(p, now, limit)
+  local due = redis.call('ZRANGEBYSCORE', p.exp, '-inf', now, 'LIMIT', 0, limit)
+  for _, order in ipairs(due) do
+    local raw = redis.call('HGET', p.holds, order)
+    if raw then
+      local hold = cjson.decode(raw)
+      local recs = {}
+      for _, line in ipairs(hold.l) do
+        local sku, loc, q = line[1], line[2], line[3]
+        local rec = recs[sku] or read_sku(p, sku)
+        if rec then
+          recs[sku] = rec
+          apply(p, rec, 'expire', sku, loc, { 0, -q, 0, 0 }, order, '', 'expired', now)
+        end
+      end
+      for sku, rec in pairs(recs) do write_sku(p, sku, rec) end
+      redis.call('HDEL', p.holds, order)
+    end
+    redis.call('ZREM', p.exp, order)
+  end
+  return #due
+end
+
+-- Releases expired holds in every partition group of this call.
+local function expire_all(first, now)
+  local limit = tonumber(ARGV[2])
+  for i = 1, tonumber(ARGV[3]) do
+    expire_due(part_keys(first, i), now, limit)
+  end
+end
+
+-- The order header as a flat reply: status, ca, ea, ch, rr, n, then
+-- sku, location, qty per line. EXPIRED is derived here.
+local function order_reply(tag, okey, now)
+  local h = redis.call('HMGET', okey, 'st', 'ca', 'ea', 'ch', 'rr', 'n')
+  local st = h[1]
+  if st == 'ACTIVE' and now >= tonumber(h[3]) then st = 'EXPIRED' end
+  local out = { tag, st, h[2], h[3], h[4] or '', h[5] or '', h[6] }
+  for i = 1, tonumber(h[6]) do
+    local line = redis.call('HMGET', okey, 's' .. i, 'l' .. i, 'q' .. i)
+    out[#out + 1] = line[1]
+    out[#out + 1] = line[2]
+    out[#out + 1] = line[3]
+  end
+  return out
+end
+
+-- The status of an order header, with EXPIRED derived; nil when absent.
+local function order_status(okey, now)
+  local h = redis.call('HMGET', okey, 'st', 'ea')
+  if not h[1] then return nil end
+  if h[1] == 'ACTIVE' and now >= tonumber(h[2]) then return 'EXPIRED' end
+  return h[1]
+end
+
+-- Moves every hold of `order` (in each partition group from KEYS[2] on):
+-- applies deltas(q) to each line's SKU-location, then keeps the hold marked
+-- committed (keep = true) or deletes it. Either way it leaves the expiry index.
+local function move_holds(order, kind, deltas, keep, reason, now)
+  for i = 1, tonumber(ARGV[3]) do
+    local p = part_keys(2, i)
+    local raw = redis.call('HGET', p.holds, order)
+    if raw then
+      local hold = cjson.decode(raw)
+      local recs = {}
+      for _, line in ipairs(hold.l) do
+        local sku, loc, q = line[1], line[2], line[3]
+        local rec = recs[sku] or read_sku(p, sku)
+        if rec then
+          recs[sku] = rec
+          apply(p, rec, kind, sku, loc, deltas(q), order, '', reason, now)
+        end
+      end
+      for sku, rec in pairs(recs) do write_sku(p, sku, rec) end
+      if keep then
+        hold.c = 1
+        redis.call('HSET', p.holds, order, cjson.encode(hold))
+      else
+        redis.call('HDEL', p.holds, order)
+      end
+    end
+    redis.call('ZREM', p.exp, order)
+  end
+end
+
+-- The order's status once the header is known to be the one the caller read
+-- (same created-at, ARGV[5]); otherwise a reply to return at once.
+local function guarded_status(okey, now)
+  local st = order_status(okey, now)
+  if not st then return nil, { 'NOTFOUND' } end
+  if redis.call('HGET', okey, 'ca') ~= ARGV[5] then return nil, { 'STALE' } end
+  return st, nil
+end

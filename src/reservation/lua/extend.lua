@@ -1,0 +1,35 @@
+-- extend.lua: moves the expiry of an active reservation to now + ttl.
+--
+-- KEYS[1]      the order header key
+-- KEYS[2..]    five keys per partition holding the order's lines
+-- ARGV[1..3]   common (clock offset, expiry batch, partition count)
+-- ARGV[4]      order_id
+-- ARGV[5]      the header's created-at as the caller read it
+-- ARGV[6]      how long the header outlives the hold, in ms (tombstone)
+-- ARGV[7]      ttl in ms
+--
+-- Returns {'OK'|'STATE', <order reply>}, {'NOTFOUND'} or {'STALE'}.
+-- STATE: not active (committed ones no longer expire; ended ones cannot).
+
+local now = now_ms()
+expire_all(2, now)
+local okey, order = KEYS[1], ARGV[4]
+local st, early = guarded_status(okey, now)
+if early then return early end
+if st ~= 'ACTIVE' then return order_reply('STATE', okey, now) end
+
+local ttl = tonumber(ARGV[7])
+local ea = now + ttl
+for i = 1, tonumber(ARGV[3]) do
+  local p = part_keys(2, i)
+  local raw = redis.call('HGET', p.holds, order)
+  if raw then
+    local hold = cjson.decode(raw)
+    hold.e = ea
+    redis.call('HSET', p.holds, order, cjson.encode(hold))
+    redis.call('ZADD', p.exp, ea, order)
+  end
+end
+redis.call('HSET', okey, 'ea', ea)
+redis.call('PEXPIRE', okey, ttl + tonumber(ARGV[6]))
+return order_reply('OK', okey, now)

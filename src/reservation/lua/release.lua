@@ -1,0 +1,30 @@
+-- release.lua: cancelled or abandoned; the held quantities return to available.
+--
+-- KEYS[1]      the order header key
+-- KEYS[2..]    five keys per partition holding the order's lines
+-- ARGV[1..3]   common (clock offset, expiry batch, partition count)
+-- ARGV[4]      order_id
+-- ARGV[5]      the header's created-at as the caller read it
+-- ARGV[6]      how long the header is kept as a tombstone, in ms
+-- ARGV[7]      reason (free text)
+--
+-- Returns {'OK'|'NOOP'|'STATE', <order reply>}, {'NOTFOUND'} or {'STALE'}.
+-- NOOP: already released or expired (its stock is already back).
+-- STATE: fulfilled, the goods are gone (nothing changed).
+
+local now = now_ms()
+expire_all(2, now)
+local okey, order, reason = KEYS[1], ARGV[4], ARGV[7]
+local st, early = guarded_status(okey, now)
+if early then return early end
+if st == 'RELEASED' or st == 'EXPIRED' then return order_reply('NOOP', okey, now) end
+if st == 'ACTIVE' then
+  move_holds(order, 'release', function(q) return { 0, -q, 0, 0 } end, false, reason, now)
+elseif st == 'COMMITTED' then
+  move_holds(order, 'release', function(q) return { 0, 0, -q, 0 } end, false, reason, now)
+else
+  return order_reply('STATE', okey, now)
+end
+redis.call('HSET', okey, 'st', 'RELEASED', 'rr', reason)
+redis.call('PEXPIRE', okey, tonumber(ARGV[6]))
+return order_reply('OK', okey, now)

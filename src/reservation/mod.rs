@@ -1,0 +1,16 @@
+//! The reservation engine: every change to the five numbers is one Lua script
+//! run atomically in Redis (`lua/*.lua`). This module owns the key layout
+//! (`keys.rs`), the scripts (`scripts.rs`), the calls and their replies
+//! (`engine.rs`, `reply.rs`) and the sweeper that expires holds on idle SKUs.
+
+mod engine;
+mod error;
+mod keys;
+mod reply;
+mod scripts;
+mod sweeper;
+
+pub use engine::{Adjusted, Engine, EngineSettings, StockChange};
+pub use error::EngineError;
+pub use keys::{Keys, MAX_PARTITIONS, PartitionKeys};
+pub use sweeper::Sweeper;
