@@ -1,0 +1,270 @@
+//! Test harness: a real stockd on port 0 against real Redis and Postgres,
+//! isolated per test (own Redis key prefix, own Postgres schema), and
+//! throw-away redis-server instances for tests that stop one.
+//!
+//! `TEST_REDIS_URL` (default redis://127.0.0.1:6379) and `TEST_DATABASE_URL`
+//! (default postgres://postgres@127.0.0.1:5432/test) name the shared servers;
+//! nothing here flushes or stops them.
+
+#![allow(dead_code)]
+
+pub mod redis_server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stockd::config::Config;
+use stockd::grpc::proto;
+use stockd::grpc::proto::catalog_service_client::CatalogServiceClient;
+use stockd::grpc::proto::reservation_service_client::ReservationServiceClient;
+use stockd::grpc::proto::stock_service_client::StockServiceClient;
+use stockd::reservation::Engine;
+use stockd::startup::Application;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// The shared Redis.
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// The shared Postgres database tests make their schemas in.
+pub fn database_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A config isolated for one test: unique key prefix and schema, port 0,
+/// fast sweeps and health probes.
+pub fn test_config() -> Config {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    Config {
+        redis_url: redis_url(),
+        database_url: database_url(),
+        database_schema: Some(format!("t_{}", &id[..16])),
+        redis_prefix: format!("t:{}", &id[..16]),
+        partitions: 32,
+        grpc_addr: "127.0.0.1:0".parse().expect("addr"),
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
+        sweep_interval: Duration::from_millis(200),
+        health_interval: Duration::from_millis(200),
+        redis_timeout: Duration::from_millis(1500),
+        ..Config::default()
+    }
+}
+
+/// A running stockd and clients to it. Dropping it stops the server and
+/// removes its schema and keys.
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub engine: Arc<Engine>,
+    pub config: Config,
+    pub channel: Channel,
+    stop: CancellationToken,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// Starts stockd with the test config.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts stockd with the test config changed by `f`.
+    pub async fn spawn_with(f: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = test_config();
+        f(&mut config);
+        migrate(&config).await;
+        let app = Application::build(config.clone()).await.expect("stockd builds");
+        let addr = app.addr();
+        let engine = app.state().engine.clone();
+        let stop = CancellationToken::new();
+        let handle = tokio::spawn(app.run_until_stopped(stop.clone()));
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .expect("connects to stockd");
+        TestApp { addr, engine, config, channel, stop, handle: Some(handle) }
+    }
+
+    pub fn reservations(&self) -> ReservationServiceClient<Channel> {
+        ReservationServiceClient::new(self.channel.clone())
+    }
+
+    pub fn stock(&self) -> StockServiceClient<Channel> {
+        StockServiceClient::new(self.channel.clone())
+    }
+
+    pub fn catalog(&self) -> CatalogServiceClient<Channel> {
+        CatalogServiceClient::new(self.channel.clone())
+    }
+
+    /// Creates a location.
+    pub async fn location(&self, id: &str, priority: i32) {
+        self.catalog()
+            .upsert_location(proto::UpsertLocationRequest { location_id: id.into(), name: id.into(), priority })
+            .await
+            .expect("upsert location");
+    }
+
+    /// Creates a SKU.
+    pub async fn sku(&self, sku: &str) {
+        self.catalog()
+            .upsert_sku(proto::UpsertSkuRequest { sku: sku.into(), name: sku.into(), ..Default::default() })
+            .await
+            .expect("upsert sku");
+    }
+
+    /// Sets on_hand of a SKU at a location.
+    pub async fn set_on_hand(&self, sku: &str, location: &str, on_hand: i64) {
+        self.stock()
+            .set_on_hand(proto::SetOnHandRequest {
+                sku: sku.into(),
+                location_id: location.into(),
+                on_hand,
+                reason: proto::AdjustmentReason::Import.into(),
+                operation_id: String::new(),
+            })
+            .await
+            .expect("set on hand");
+    }
+
+    /// A location WH1 and a SKU with `on_hand` there.
+    pub async fn stocked(&self, sku: &str, on_hand: i64) {
+        self.location("WH1", 1).await;
+        self.sku(sku).await;
+        self.set_on_hand(sku, "WH1", on_hand).await;
+    }
+
+    /// The availability item of one SKU.
+    pub async fn levels(&self, sku: &str) -> proto::SkuAvailability {
+        self.stock()
+            .get_availability(proto::GetAvailabilityRequest { skus: vec![sku.into()], location_id: String::new() })
+            .await
+            .expect("availability")
+            .into_inner()
+            .items
+            .remove(0)
+    }
+
+    /// Totals of one SKU.
+    pub async fn total(&self, sku: &str) -> proto::Levels {
+        self.levels(sku).await.total.expect("total")
+    }
+
+    /// Reserve with a ttl in seconds (0: server default).
+    pub async fn reserve(
+        &self,
+        order: &str,
+        lines: &[(&str, i64)],
+        ttl_secs: i64,
+    ) -> Result<proto::ReserveResponse, tonic::Status> {
+        self.reservations()
+            .reserve(proto::ReserveRequest {
+                order_id: order.into(),
+                lines: lines
+                    .iter()
+                    .map(|(sku, q)| proto::ReserveLine { sku: (*sku).into(), quantity: *q, location_id: String::new() })
+                    .collect(),
+                ttl: (ttl_secs > 0).then_some(prost_types::Duration { seconds: ttl_secs, nanos: 0 }),
+                channel: String::new(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        cleanup(self.config.clone());
+    }
+}
+
+/// Creates the test schema and applies migrations.
+pub async fn migrate(config: &Config) {
+    let pool = stockd::db::connect(config).await.expect("postgres reachable");
+    stockd::db::migrate(&pool, config).await.expect("migrations apply");
+    pool.close().await;
+}
+
+/// Removes a test's schema and Redis keys, on a thread of its own (Drop
+/// cannot await, and the test's runtime may be shutting down).
+pub fn cleanup(config: Config) {
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async move {
+            if let Some(schema) = &config.database_schema {
+                let base = Config { database_schema: None, ..config.clone() };
+                if let Ok(pool) = stockd::db::connect(&base).await {
+                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).execute(&pool).await;
+                    pool.close().await;
+                }
+            }
+            delete_prefix(&config.redis_url, &config.redis_prefix).await;
+        });
+    })
+    .join();
+}
+
+/// Deletes every key under `prefix` (SCAN + DEL; never FLUSH).
+pub async fn delete_prefix(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else { return };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return };
+    let mut cursor: u64 = 0;
+    loop {
+        let res: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await;
+        let Ok((next, keys)) = res else { return };
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
+    }
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The field names of a status's google.rpc.BadRequest details.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
