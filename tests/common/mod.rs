@@ -62,6 +62,8 @@ pub struct TestApp {
     pub channel: Channel,
     stop: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
+    /// Whether Drop removes the schema and keys (false after `stop_keeping_data`).
+    clean_on_drop: bool,
 }
 
 impl TestApp {
@@ -74,6 +76,11 @@ impl TestApp {
     pub async fn spawn_with(f: impl FnOnce(&mut Config)) -> TestApp {
         let mut config = test_config();
         f(&mut config);
+        Self::spawn_on(config).await
+    }
+
+    /// Starts stockd on an existing config (e.g. to restart over the same data).
+    pub async fn spawn_on(config: Config) -> TestApp {
         migrate(&config).await;
         let app = Application::build(config.clone()).await.expect("stockd builds");
         let addr = app.addr();
@@ -86,7 +93,7 @@ impl TestApp {
             .connect()
             .await
             .expect("connects to stockd");
-        TestApp { addr, engine, config, channel, stop, handle: Some(handle) }
+        TestApp { addr, engine, config, channel, stop, handle: Some(handle), clean_on_drop: true }
     }
 
     pub fn reservations(&self) -> ReservationServiceClient<Channel> {
@@ -182,12 +189,25 @@ impl TestApp {
             let _ = h.await;
         }
     }
+
+    /// Stops the server but keeps its schema and keys; returns the config to
+    /// start another one over the same data (which then cleans up).
+    pub async fn stop_keeping_data(mut self) -> Config {
+        self.clean_on_drop = false;
+        self.stop.cancel();
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+        self.config.clone()
+    }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.stop.cancel();
-        cleanup(self.config.clone());
+        if self.clean_on_drop {
+            cleanup(self.config.clone());
+        }
     }
 }
 
