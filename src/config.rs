@@ -50,6 +50,15 @@ pub struct Config {
     pub redis_pool_size: usize,
     /// `STOCKD_DATABASE_POOL_SIZE`, default 10.
     pub database_pool_size: u32,
+    /// `STOCKD_RECONCILER`, `on` (default) or `off`: whether this replica
+    /// competes to lead the reconciler (off: it never writes levels to Postgres).
+    pub reconciler_enabled: bool,
+    /// `STOCKD_RECONCILE_INTERVAL`, default `250ms`: how often idle streams are read.
+    pub reconcile_interval: Duration,
+    /// `STOCKD_RECONCILE_BATCH`, default 500: stream entries read per partition per batch.
+    pub reconcile_batch: usize,
+    /// `STOCKD_RECONCILE_LAG_ALERT`, default `5s`: reconcile lag that logs a warning.
+    pub reconcile_lag_alert: Duration,
     /// `STOCKD_HEALTH_INTERVAL`, default `1s`: how often backends are probed for health.
     pub health_interval: Duration,
     /// `STOCKD_LOG`, default `info`: a tracing filter (e.g. `stockd=debug,info`).
@@ -76,6 +85,10 @@ impl Default for Config {
             redis_timeout: Duration::from_secs(1),
             redis_pool_size: 8,
             database_pool_size: 10,
+            reconciler_enabled: true,
+            reconcile_interval: Duration::from_millis(250),
+            reconcile_batch: 500,
+            reconcile_lag_alert: Duration::from_secs(5),
             health_interval: Duration::from_secs(1),
             log_filter: "info".into(),
             log_format: LogFormat::Text,
@@ -146,6 +159,17 @@ impl Config {
             _ => Err("must be a positive integer".into()),
         })?;
         parse(&get, "STOCKD_HEALTH_INTERVAL", &mut c.health_interval, positive_duration)?;
+        parse(&get, "STOCKD_RECONCILER", &mut c.reconciler_enabled, |v| match v {
+            "on" | "true" | "1" => Ok(true),
+            "off" | "false" | "0" => Ok(false),
+            _ => Err("must be on or off".into()),
+        })?;
+        parse(&get, "STOCKD_RECONCILE_INTERVAL", &mut c.reconcile_interval, positive_duration)?;
+        parse(&get, "STOCKD_RECONCILE_BATCH", &mut c.reconcile_batch, |v| match v.parse::<usize>() {
+            Ok(n) if (1..=10_000).contains(&n) => Ok(n),
+            _ => Err("must be 1..=10000".into()),
+        })?;
+        parse(&get, "STOCKD_RECONCILE_LAG_ALERT", &mut c.reconcile_lag_alert, positive_duration)?;
         parse(&get, "STOCKD_LOG_FORMAT", &mut c.log_format, |v| match v {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),

@@ -16,8 +16,10 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// Opens a pool to `config.database_url`, in `config.database_schema` when set.
 /// Fails (within a few seconds) when Postgres cannot be reached.
 pub async fn connect(config: &Config) -> anyhow::Result<PgPool> {
-    let mut opts =
-        PgConnectOptions::from_str(&config.database_url).context("DATABASE_URL is not a valid postgres URL")?;
+    let mut opts = PgConnectOptions::from_str(&config.database_url)
+        .context("DATABASE_URL is not a valid postgres URL")?
+        // Names the process in pg_stat_activity (which replica holds a lock).
+        .application_name(&format!("stockd-{}", std::process::id()));
     if let Some(schema) = &config.database_schema {
         opts = opts.options([("search_path", schema.as_str())]);
     }

@@ -11,6 +11,10 @@
 //! - `catalog`: SKUs and locations in Postgres, and the in-memory allocation order.
 //! - `grpc`: the transport. Generated code, validation, one error mapping,
 //!   thin handlers, health.
+//! - `reconcile`: the reconciler (Redis event streams -> Postgres ledger and
+//!   snapshot), led by one replica at a time.
+//! - `recovery`: the generation marker, and rebuilding Redis from Postgres
+//!   when it is lost.
 //! - `db`: the Postgres pool, migrations and store-wide settings.
 //! - `config`: settings from the environment (each documents its variable).
 //! - `startup`: builds and runs the server; `local`: the zero-config demo mode.
@@ -23,6 +27,8 @@ pub mod db;
 pub mod domain;
 pub mod grpc;
 pub mod local;
+pub mod reconcile;
+pub mod recovery;
 pub mod reservation;
 pub mod startup;
 pub mod state;

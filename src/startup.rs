@@ -20,6 +20,8 @@ use crate::grpc::proto::catalog_service_server::CatalogServiceServer;
 use crate::grpc::proto::reservation_service_server::ReservationServiceServer;
 use crate::grpc::proto::stock_service_server::StockServiceServer;
 use crate::grpc::{self, CatalogApi, HealthMonitor, ReservationApi, StockApi};
+use crate::reconcile::{Reconciler, ReconcilerSettings};
+use crate::recovery::Recovery;
 use crate::reservation::{Engine, EngineSettings, Keys, Sweeper};
 use crate::state::AppState;
 
@@ -47,13 +49,16 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
     }
 }
 
-/// Connects the engine for a store whose Postgres is `db`.
+/// Connects the engine for a store whose Postgres is `db`. A fresh store, or
+/// a Redis that lost it, is set up from Postgres before this returns.
 pub async fn connect_engine(config: &Config, db: &PgPool) -> anyhow::Result<Arc<Engine>> {
     let partitions = db::partition_count(db, config.partitions).await?;
     let keys = Keys::new(&config.redis_prefix, partitions).map_err(anyhow::Error::msg)?;
     let engine = Engine::new(&config.redis_url, keys, engine_settings(config))?;
     engine.ping().await.with_context(|| format!("cannot reach Redis at {}", db::redact(&config.redis_url)))?;
-    Ok(Arc::new(engine))
+    let engine = Arc::new(engine);
+    Recovery::new(engine.clone(), db.clone(), config.health_interval).ensure().await.context("restoring redis")?;
+    Ok(engine)
 }
 
 impl Application {
@@ -66,7 +71,14 @@ impl Application {
         let locations = LocationStore::new(db.clone());
         let location_cache = LocationCache::new(locations.clone());
         location_cache.refresh().await.context("reading locations")?;
-        let state = AppState { engine, skus: SkuStore::new(db.clone()), locations, location_cache };
+        let state = AppState {
+            engine,
+            skus: SkuStore::new(db.clone()),
+            locations,
+            location_cache,
+            db: db.clone(),
+            reconcile: Arc::default(),
+        };
         let listener = TcpListener::bind(config.grpc_addr)
             .await
             .with_context(|| format!("cannot listen on STOCKD_GRPC_ADDR={}", config.grpc_addr))?;
@@ -102,6 +114,22 @@ impl Application {
         tasks.spawn(monitor.run_until_stopped(workers.clone()));
         tasks.spawn(Sweeper::new(state.engine.clone(), config.sweep_interval).run_until_stopped(workers.clone()));
         tasks.spawn(state.location_cache.clone().run_until_stopped(LOCATION_REFRESH, workers.clone()));
+        let reconciler = Reconciler::new(
+            state.engine.clone(),
+            db.clone(),
+            ReconcilerSettings {
+                interval: config.reconcile_interval,
+                batch: config.reconcile_batch,
+                lag_alert: config.reconcile_lag_alert,
+            },
+            state.reconcile.clone(),
+        );
+        if config.reconciler_enabled {
+            tasks.spawn(reconciler.run_until_stopped(workers.clone()));
+        }
+        tasks.spawn(
+            Recovery::new(state.engine.clone(), db.clone(), config.health_interval).run_until_stopped(workers.clone()),
+        );
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(grpc::proto::FILE_DESCRIPTOR_SET)

@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
+use sqlx::PgPool;
+
 use crate::catalog::{LocationCache, LocationStore, SkuStore};
+use crate::reconcile::ReconcileStats;
 use crate::reservation::Engine;
 
 /// Shared handles, cheap to clone.
@@ -16,4 +19,8 @@ pub struct AppState {
     pub locations: LocationStore,
     /// Locations in allocation order, in memory.
     pub location_cache: LocationCache,
+    /// The system of record.
+    pub db: PgPool,
+    /// Reconciler counters (lag, events).
+    pub reconcile: Arc<ReconcileStats>,
 }

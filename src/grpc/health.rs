@@ -37,7 +37,17 @@ impl HealthMonitor {
 
     /// Probes once and updates every status. Returns (redis up, postgres up).
     pub async fn try_execute_task(&self) -> (bool, bool) {
-        let redis_up = self.engine.ping().await.is_ok();
+        // Serving needs Redis to answer and to hold the store: a Redis that
+        // answers without the generation marker was wiped, and the rebuild
+        // is woken at once.
+        let redis_up = match self.engine.generation().await {
+            Ok(Some(_)) => self.engine.is_ready(),
+            Ok(None) => {
+                self.engine.set_ready(false);
+                false
+            }
+            Err(_) => false,
+        };
         let pg_up = tokio::time::timeout(
             self.interval.max(Duration::from_millis(500)),
             sqlx::query("SELECT 1").execute(&self.db),

@@ -3,7 +3,7 @@
 //! reply into domain types.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use deadpool_redis::{Manager, Pool, Runtime};
@@ -78,7 +78,45 @@ pub struct Engine {
     /// Added to Redis TIME by every script. Always 0 in production; tests
     /// move it forward to make time pass without sleeping.
     clock_offset_ms: AtomicI64,
+    /// Whether Redis is known to hold this store (its generation marker was
+    /// seen). False from start until checked, and from the moment a script
+    /// finds a partition without its marker until the rebuild is done; while
+    /// false every call answers UNAVAILABLE instead of acting on an empty Redis.
+    ready: AtomicBool,
+    /// Wakes the rebuild watcher when a script finds a missing marker.
+    lost: tokio::sync::Notify,
 }
+
+/// What one partition gets back from Postgres in a rebuild.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionRestore {
+    /// (sku, JSON levels record) for every catalog SKU of the partition.
+    pub skus: Vec<(String, String)>,
+    /// (order id, JSON hold, expiry in ms when uncommitted).
+    pub holds: Vec<(String, String, Option<i64>)>,
+    /// (operation id, forget-at in ms) still remembered.
+    pub ops: Vec<(String, i64)>,
+    /// Order headers whose id lives in this partition.
+    pub headers: Vec<HeaderRestore>,
+}
+
+/// One order header to restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderRestore {
+    /// The order id.
+    pub order_id: String,
+    /// Hash fields as the scripts write them (st, ca, ea, ch, rr, n, s1, l1, q1, ...).
+    pub fields: Vec<(String, String)>,
+    /// Time to live in ms; 0 for none (committed orders do not expire).
+    pub ttl_ms: i64,
+}
+
+/// The hash field of each partition's lvl hash that holds the generation
+/// marker (see common.lua).
+const GEN_FIELD: &str = "#gen";
+
+/// Items per restore call, so that no single script blocks Redis for long.
+const RESTORE_CHUNK: usize = 500;
 
 impl Engine {
     /// An engine for the Redis at `url`. Connects lazily: call `ping` to check.
@@ -96,7 +134,14 @@ impl Engine {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| EngineError::Unavailable(e.to_string()))?;
-        Ok(Self { pool, keys, settings, clock_offset_ms: AtomicI64::new(0) })
+        Ok(Self {
+            pool,
+            keys,
+            settings,
+            clock_offset_ms: AtomicI64::new(0),
+            ready: AtomicBool::new(false),
+            lost: tokio::sync::Notify::new(),
+        })
     }
 
     /// The key builder of this store.
@@ -133,8 +178,57 @@ impl Engine {
         .map_err(|_| EngineError::Timeout(deadline))?
     }
 
-    /// Runs a script with its keys; `args` follow the three common arguments.
+    /// Whether Redis is known to hold the store (see `ready`).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Records that Redis does (or does not) hold the store.
+    pub fn set_ready(&self, ready: bool) {
+        let was = self.ready.swap(ready, Ordering::SeqCst);
+        if was && !ready {
+            tracing::error!("redis lost the store (generation marker missing): refusing calls until rebuilt");
+            self.lost.notify_one();
+        }
+    }
+
+    /// Resolves when a call finds that Redis lost the store.
+    pub async fn lost(&self) {
+        self.lost.notified().await
+    }
+
+    fn unavailable_while_rebuilding() -> EngineError {
+        EngineError::Unavailable("redis is being rebuilt from postgres".into())
+    }
+
+    /// Runs a script once the store is known to be in Redis; a NOGEN answer
+    /// (a partition without its marker) turns into UNAVAILABLE and wakes the
+    /// rebuild.
     async fn run(
+        &self,
+        script: &Script,
+        keys: &[String],
+        nparts: usize,
+        args: &[String],
+    ) -> Result<Value, EngineError> {
+        if !self.is_ready() {
+            return Err(Self::unavailable_while_rebuilding());
+        }
+        let v = self.run_unguarded(script, keys, nparts, args).await?;
+        let nogen = match &v {
+            Value::Int(-2) => true,
+            Value::Array(items) => matches!(items.first(), Some(Value::BulkString(b)) if b == b"NOGEN"),
+            _ => false,
+        };
+        if nogen {
+            self.set_ready(false);
+            return Err(Self::unavailable_while_rebuilding());
+        }
+        Ok(v)
+    }
+
+    /// Runs a script with its keys; `args` follow the three common arguments.
+    async fn run_unguarded(
         &self,
         script: &Script,
         keys: &[String],
@@ -150,6 +244,16 @@ impl Engine {
             inv.arg(a);
         }
         self.with_conn(async |c| Ok(inv.invoke_async::<Value>(c).await?)).await
+    }
+
+    /// A pooled connection for stream upkeep and plain reads, within the call
+    /// deadline. Never for changing a stock number: that is what scripts are for.
+    pub async fn connection(&self) -> Result<deadpool_redis::Connection, EngineError> {
+        let deadline = self.settings.call_timeout;
+        tokio::time::timeout(deadline, self.pool.get())
+            .await
+            .map_err(|_| EngineError::Timeout(deadline))?
+            .map_err(Into::into)
     }
 
     /// Checks that Redis answers.
@@ -236,8 +340,9 @@ impl Engine {
 
     /// The reservation of an order as it stands.
     pub async fn get_reservation(&self, order: &OrderId) -> Result<Reservation, EngineError> {
-        let keys = [self.keys.order(order.as_str())];
-        let v = self.run(&SCRIPTS.get_order, &keys, 0, &[]).await?;
+        let mut keys = vec![self.keys.order(order.as_str())];
+        keys.extend(self.keys.partition(self.keys.partition_of(order.as_str())).all().map(str::to_owned));
+        let v = self.run(&SCRIPTS.get_order, &keys, 1, &[]).await?;
         let mut r = Reply::new("get_order", v)?;
         match r.string()?.as_str() {
             "OK" => r.reservation(order.as_str()),
@@ -305,11 +410,34 @@ impl Engine {
 
     /// The levels of each SKU (all locations, or the one given), in the order asked.
     pub async fn levels(&self, skus: &[Sku], location: Option<&LocationId>) -> Result<Vec<SkuLevels>, EngineError> {
+        if !self.is_ready() {
+            return Err(Self::unavailable_while_rebuilding());
+        }
+        // Plain reads (no script): the levels, then each partition's marker,
+        // so that a wiped Redis is never read as "no such SKU".
+        let (parts, _) = self.partition_groups(skus.iter().map(Sku::as_str));
         let mut pipe = redis::pipe();
         for s in skus {
             pipe.cmd("HGET").arg(self.keys.partition(self.keys.partition_of(s.as_str())).lvl).arg(s.as_str());
         }
-        let raw: Vec<Option<String>> = self.with_conn(async |c| Ok(pipe.query_async(c).await?)).await?;
+        for p in &parts {
+            pipe.cmd("HEXISTS").arg(self.keys.partition(*p).lvl).arg(GEN_FIELD);
+        }
+        let (raw, markers): (Vec<Option<String>>, Vec<bool>) = self
+            .with_conn(async |c| {
+                let mut v: Vec<Value> = pipe.query_async(c).await?;
+                let markers = v.split_off(skus.len());
+                let bad = |e: redis::ParsingError| EngineError::Protocol { script: "levels", detail: e.to_string() };
+                let raw = v.into_iter().map(redis::from_redis_value).collect::<Result<_, _>>().map_err(bad)?;
+                let markers =
+                    markers.into_iter().map(redis::from_redis_value).collect::<Result<_, _>>().map_err(bad)?;
+                Ok((raw, markers))
+            })
+            .await?;
+        if markers.iter().any(|m| !m) {
+            self.set_ready(false);
+            return Err(Self::unavailable_while_rebuilding());
+        }
         skus.iter()
             .zip(raw)
             .map(|(sku, raw)| {
@@ -423,6 +551,91 @@ impl Engine {
             Value::Int(n) => Ok(u32::try_from(n).unwrap_or(0)),
             other => Err(EngineError::Protocol { script: "expire", detail: format!("{other:?}") }),
         }
+    }
+
+    /// The generation id in Redis, if the store is there.
+    pub async fn generation(&self) -> Result<Option<String>, EngineError> {
+        let key = self.keys.generation();
+        self.with_conn(async |c| Ok(redis::cmd("GET").arg(&key).query_async(c).await?)).await
+    }
+
+    /// Writes the generation marker (after every partition is restored).
+    pub async fn set_generation(&self, generation: &str) -> Result<(), EngineError> {
+        let key = self.keys.generation();
+        self.with_conn(async |c| Ok(redis::cmd("SET").arg(&key).arg(generation).query_async(c).await?)).await
+    }
+
+    /// Takes the rebuild lock for `ttl`; false when another process holds it.
+    pub async fn try_lock_rebuild(&self, owner: &str, ttl: Duration) -> Result<bool, EngineError> {
+        let key = self.keys.rebuild_lock();
+        let ms = millis(ttl);
+        self.with_conn(async |c| {
+            let v: Option<String> =
+                redis::cmd("SET").arg(&key).arg(owner).arg("NX").arg("PX").arg(ms).query_async(c).await?;
+            Ok(v.is_some())
+        })
+        .await
+    }
+
+    /// Drops the rebuild lock.
+    pub async fn unlock_rebuild(&self) -> Result<(), EngineError> {
+        let key = self.keys.rebuild_lock();
+        self.with_conn(async |c| Ok(redis::cmd("DEL").arg(&key).query_async(c).await?)).await
+    }
+
+    /// Restores one partition from Postgres data (see restore.lua), in
+    /// chunks; the marker is written by the last chunk. Returns false when the
+    /// partition already had a marker (nothing written).
+    pub async fn restore_partition(
+        &self,
+        p: u32,
+        generation: &str,
+        data: &PartitionRestore,
+    ) -> Result<bool, EngineError> {
+        let part_keys: Vec<String> = self.keys.partition(p).all().map(str::to_owned).into();
+        let total = data.skus.len() + data.holds.len() + data.ops.len() + data.headers.len();
+        let chunks = total.div_ceil(RESTORE_CHUNK).max(1);
+        let (mut s, mut h, mut o, mut hd) = (data.skus.iter(), data.holds.iter(), data.ops.iter(), data.headers.iter());
+        for chunk in 0..chunks {
+            let mut budget = RESTORE_CHUNK;
+            let mut take = |n: usize| {
+                let t = n.min(budget);
+                budget -= t;
+                t
+            };
+            let skus: Vec<_> = s.by_ref().take(take(data.skus.len())).collect();
+            let holds: Vec<_> = h.by_ref().take(take(data.holds.len())).collect();
+            let ops: Vec<_> = o.by_ref().take(take(data.ops.len())).collect();
+            let headers: Vec<_> = hd.by_ref().take(take(data.headers.len())).collect();
+            let mut keys = part_keys.clone();
+            keys.extend(headers.iter().map(|x| self.keys.order(&x.order_id)));
+            let last = chunk + 1 == chunks;
+            let mut args = vec![generation.to_owned(), if last { "1" } else { "0" }.to_owned(), skus.len().to_string()];
+            for (sku, rec) in &skus {
+                args.extend([sku.clone(), rec.clone()]);
+            }
+            args.push(holds.len().to_string());
+            for (order, hold, ea) in &holds {
+                args.extend([order.clone(), hold.clone(), ea.map(|e| e.to_string()).unwrap_or_default()]);
+            }
+            args.push(ops.len().to_string());
+            for (op, at) in &ops {
+                args.extend([op.clone(), at.to_string()]);
+            }
+            for x in &headers {
+                args.push(x.fields.len().to_string());
+                for (f, v) in &x.fields {
+                    args.extend([f.clone(), v.clone()]);
+                }
+                args.push(x.ttl_ms.to_string());
+            }
+            match self.run_unguarded(&SCRIPTS.restore, &keys, 1, &args).await? {
+                Value::Int(1) => {}
+                Value::Int(0) => return Ok(false),
+                other => return Err(EngineError::Protocol { script: "restore", detail: format!("{other:?}") }),
+            }
+        }
+        Ok(true)
     }
 
     fn single_partition(&self, sku: &Sku) -> [String; 5] {

@@ -83,6 +83,17 @@ impl Keys {
         }
     }
 
+    /// The store's generation marker: set once Redis holds the store (set up
+    /// or rebuilt from Postgres); missing means a fresh or wiped Redis.
+    pub fn generation(&self) -> String {
+        format!("{}:gen", self.prefix)
+    }
+
+    /// Held by the one process rebuilding Redis from Postgres.
+    pub fn rebuild_lock(&self) -> String {
+        format!("{}:rebuild", self.prefix)
+    }
+
     /// The header key of an order, in the partition of its order id.
     pub fn order(&self, order_id: &str) -> String {
         format!("{}:{{{}}}:ord:{order_id}", self.prefix, self.partition_of(order_id))

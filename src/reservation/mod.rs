@@ -10,7 +10,7 @@ mod reply;
 mod scripts;
 mod sweeper;
 
-pub use engine::{Adjusted, Engine, EngineSettings, StockChange};
+pub use engine::{Adjusted, Engine, EngineSettings, HeaderRestore, PartitionRestore, StockChange};
 pub use error::EngineError;
 pub use keys::{Keys, MAX_PARTITIONS, PartitionKeys};
 pub use sweeper::Sweeper;

@@ -24,6 +24,7 @@ pub struct Scripts {
     pub set_stop_sell: Script,
     pub expire: Script,
     pub get_order: Script,
+    pub restore: Script,
 }
 
 /// The scripts, compiled into the binary and hashed once per process.
@@ -38,4 +39,5 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     set_stop_sell: build(include_str!("lua/set_stop_sell.lua")),
     expire: build(include_str!("lua/expire.lua")),
     get_order: build(include_str!("lua/get_order.lua")),
+    restore: build(include_str!("lua/restore.lua")),
 });

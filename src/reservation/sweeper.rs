@@ -26,6 +26,9 @@ impl Sweeper {
     /// One sweep: finds the partitions with expired holds and releases them
     /// all. Returns how many holds were released.
     pub async fn try_execute_task(&self) -> Result<u64, EngineError> {
+        if !self.engine.is_ready() {
+            return Ok(0);
+        }
         let batch = self.engine.settings().expiry_batch;
         let mut released = 0u64;
         for p in self.engine.partitions_due().await? {

@@ -81,6 +81,9 @@ impl TestApp {
 
     /// Starts stockd on an existing config (e.g. to restart over the same data).
     pub async fn spawn_on(config: Config) -> TestApp {
+        if let Ok(filter) = std::env::var("STOCKD_TEST_LOG") {
+            stockd::telemetry::init(&filter, stockd::config::LogFormat::Text);
+        }
         migrate(&config).await;
         let app = Application::build(config.clone()).await.expect("stockd builds");
         let addr = app.addr();
@@ -218,10 +221,20 @@ pub async fn migrate(config: &Config) {
     pool.close().await;
 }
 
-/// Removes a test's schema and Redis keys, on a thread of its own (Drop
-/// cannot await, and the test's runtime may be shutting down).
+/// Removes a test's Redis keys and Postgres schema. Drop cannot await, and
+/// the test's runtime is blocked while Drop runs, so an open transaction of
+/// the app could hold a lock DROP SCHEMA waits for: the keys are deleted on a
+/// joined thread (Redis never waits for the app), the schema on a detached
+/// one that finishes once the runtime has let the app's connections go.
+/// Schemas a test binary did not get to drop are swept by scripts/test.sh.
 pub fn cleanup(config: Config) {
+    let redis_config = config.clone();
     let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(delete_prefix(&redis_config.redis_url, &redis_config.redis_prefix));
+    })
+    .join();
+    std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         rt.block_on(async move {
             if let Some(schema) = &config.database_schema {
@@ -231,10 +244,8 @@ pub fn cleanup(config: Config) {
                     pool.close().await;
                 }
             }
-            delete_prefix(&config.redis_url, &config.redis_prefix).await;
         });
-    })
-    .join();
+    });
 }
 
 /// Deletes every key under `prefix` (SCAN + DEL; never FLUSH).
@@ -287,4 +298,29 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .get_details_bad_request()
         .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
         .unwrap_or_default()
+}
+
+impl TestApp {
+    /// A pool on this app's schema.
+    pub async fn db(&self) -> sqlx::PgPool {
+        stockd::db::connect(&self.config).await.expect("postgres reachable")
+    }
+
+    /// Events still in the streams (not yet reconciled and trimmed).
+    pub async fn stream_backlog(&self) -> u64 {
+        let keys = self.engine.keys();
+        let mut pipe = redis::pipe();
+        for p in 0..keys.partitions() {
+            pipe.cmd("XLEN").arg(keys.partition(p).ev);
+        }
+        let mut conn = self.engine.connection().await.expect("redis");
+        let lens: Vec<u64> = pipe.query_async(&mut *conn).await.expect("xlen");
+        lens.into_iter().sum()
+    }
+
+    /// Waits until every event so far is in Postgres.
+    pub async fn wait_reconciled(&self) {
+        let done = eventually(Duration::from_secs(20), || async { self.stream_backlog().await == 0 }).await;
+        assert!(done, "the reconciler caught up");
+    }
 }

@@ -1,6 +1,163 @@
-//! stockd-bench: load generator (being written).
+//! stockd-bench: a load generator for stockd, compared with the seed's
+//! Postgres `SELECT ... FOR UPDATE` reservation.
+//!
+//! # Layout
+//!
+//! - `flash_sale`: one hot SKU, N buyers reserving one unit each.
+//! - `catalog`: many SKUs, Zipf popularity, multi-line orders through their
+//!   whole lifecycle, and Redis memory per SKU-location and per hold.
+//! - `baseline`: the seed's transaction on its own tables, same workers.
+//! - `client`: gRPC connections and the setup calls; `load`: closed-loop
+//!   workers and HdrHistogram latencies; `redis_probe`: read-only Redis
+//!   figures (INFO, MEMORY USAGE); `zipf`: the popularity sampler;
+//!   `report`: the JSON summary, always the last line of standard output.
 
-fn main() {
-    eprintln!("stockd-bench: not built yet");
-    std::process::exit(2);
+mod baseline;
+mod catalog;
+mod client;
+mod flash_sale;
+mod load;
+mod redis_probe;
+mod report;
+mod zipf;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Load generator for stockd.
+#[derive(Debug, Parser)]
+#[command(name = "stockd-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// One hot SKU: N buyers reserve 1 unit each with distinct order ids.
+    FlashSale(flash_sale::FlashSaleArgs),
+    /// S SKUs at L locations, Zipf popularity, 1-5 lines per order, each
+    /// order fulfilled, released or left to expire.
+    Catalog(catalog::CatalogArgs),
+}
+
+/// Settings both scenarios take.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// The stockd gRPC address (host:port or http://host:port).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub grpc: String,
+    /// Postgres for the baseline (its tables go in --baseline-schema there).
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pub database_url: String,
+    /// Workers, each with one request in flight [default: 64; --smoke: 8].
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// How long each measured phase runs: 10s, 500ms, 1m [default: 10s; --smoke: 2s].
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// HTTP/2 connections to stockd [default: one per 8 workers].
+    #[arg(long)]
+    pub connections: Option<usize>,
+    /// Print only the JSON line on standard output (progress still goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Small, quick defaults for CI (2 s phases, few workers, few SKUs).
+    #[arg(long)]
+    pub smoke: bool,
+    /// Exit with status 1 when any request failed or anything was oversold.
+    #[arg(long)]
+    pub strict: bool,
+    /// Do not run the Postgres baseline (baseline and ratio are then null).
+    #[arg(long)]
+    pub skip_baseline: bool,
+    /// Schema the baseline's tables live in; dropped and created per run.
+    #[arg(long, default_value = "bench_baseline")]
+    pub baseline_schema: String,
+    /// The Redis behind the server, for read-only figures (INFO memory, cpu,
+    /// commandstats; MEMORY USAGE with --redis-prefix). Nothing is written.
+    #[arg(long)]
+    pub redis_url: Option<String>,
+    /// The server's STOCKD_REDIS_PREFIX, for the per-key memory breakdown.
+    #[arg(long)]
+    pub redis_prefix: Option<String>,
+}
+
+impl CommonArgs {
+    /// Workers.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency.unwrap_or(if self.smoke { 8 } else { 64 }).max(1)
+    }
+
+    /// Length of each measured phase.
+    pub fn duration(&self) -> Duration {
+        self.duration.unwrap_or(if self.smoke { Duration::from_secs(2) } else { Duration::from_secs(10) })
+    }
+
+    /// gRPC connections.
+    pub fn connections(&self) -> usize {
+        self.connections.unwrap_or_else(|| self.concurrency().div_ceil(8)).max(1)
+    }
+}
+
+fn parse_duration(v: &str) -> Result<Duration, String> {
+    match stockd::config::parse_duration(v)? {
+        d if d.is_zero() => Err("must be more than zero".into()),
+        d => Ok(d),
+    }
+}
+
+/// A short id that keeps this run's SKUs, orders and operations apart from
+/// any other run against the same server.
+pub fn run_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+/// What a scenario hands back: the summary and lines for humans.
+pub struct Outcome {
+    pub summary: report::Summary,
+    pub notes: Vec<String>,
+}
+
+/// Progress on standard error, so standard output stays parseable.
+#[macro_export]
+macro_rules! progress {
+    ($($t:tt)*) => { eprintln!("[stockd-bench] {}", format_args!($($t)*)) };
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (common, result) = match cli.scenario {
+        Scenario::FlashSale(a) => (a.common.clone(), flash_sale::run(&a).await),
+        Scenario::Catalog(a) => (a.common.clone(), catalog::run(&a).await),
+    };
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("stockd-bench: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let json = match serde_json::to_string(&outcome.summary) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("stockd-bench: cannot write the summary: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !common.json {
+        for n in &outcome.notes {
+            println!("{n}");
+        }
+    }
+    println!("{json}");
+    let s = &outcome.summary;
+    if common.strict && (s.errors > 0 || s.oversold > 0) {
+        eprintln!("stockd-bench: --strict: {} errors, {} oversold", s.errors, s.oversold);
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
 }

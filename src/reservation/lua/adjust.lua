@@ -11,10 +11,11 @@
 -- ARGV[9]      reason
 -- ARGV[10]     how long the operation id is remembered, in ms
 --
--- Returns {'OK'|'DUP'|'UNKNOWN', on_hand, reserved, committed, in_transit, applied delta}.
+-- Returns {'OK'|'DUP'|'UNKNOWN'|'NOGEN', on_hand, reserved, committed, in_transit, applied delta}.
 -- DUP: the operation id was applied before; nothing changed, levels as now.
 
 local now = now_ms()
+if not gen_ok(1) then return { 'NOGEN', 0, 0, 0, 0, 0 } end
 expire_all(1, now)
 local p = part_keys(1, 1)
 local sku, loc, mode, value, op, reason = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9]

@@ -7,10 +7,11 @@
 -- ARGV[5]      the header's created-at as the caller read it (guards against a
 --              header replaced between that read and this call)
 --
--- Returns {'OK'|'NOOP'|'STATE', <order reply>}, {'NOTFOUND'} or {'STALE'}.
+-- Returns {'OK'|'NOOP'|'STATE', <order reply>}, {'NOTFOUND'}, {'STALE'} or {'NOGEN'}.
 -- NOOP: already committed. STATE: the status forbids it (nothing changed).
 
 local now = now_ms()
+if not gen_ok(2) then return { 'NOGEN' } end
 expire_all(2, now)
 local okey, order = KEYS[1], ARGV[4]
 local st, early = guarded_status(okey, now)

@@ -13,7 +13,9 @@
 --   st ACTIVE|COMMITTED|FULFILLED|RELEASED, ca, ea (ms), ch, rr, n, s<i>/l<i>/q<i>.
 --   EXPIRED is derived: st == ACTIVE and now >= ea.
 --
--- Partition keys come five at a time; PART_KEYS(first, i) names the i-th group.
+-- Partition keys come five at a time; part_keys(first, i) names the i-th group.
+-- Every script that acts on partitions first checks their generation marker
+-- (see gen_ok) and answers NOGEN without touching anything when one is missing.
 -- Every script's ARGV starts with the same three values:
 --   ARGV[1] clock offset in ms added to Redis TIME (0 in production; tests move time)
 --   ARGV[2] most expired holds to release per partition in this call
@@ -55,13 +57,32 @@ local function available(l)
   return l[OH] - l[RS] - l[CM]
 end
 
--- Appends one event: the change (deltas) and the levels after it.
-local function emit(p, kind, sku, loc, d, l, order, op, reason, now)
-  redis.call('XADD', p.ev, '*',
+-- Appends one event: the change (deltas), the levels after it, and any
+-- extra field/value pairs (a reserve adds its expiry and channel).
+local function emit(p, kind, sku, loc, d, l, order, op, reason, now, extra)
+  local fields = {
     'k', kind, 's', sku, 'l', loc,
     'doh', d[OH], 'drs', d[RS], 'dcm', d[CM], 'dit', d[IT],
     'oh', l[OH], 'rs', l[RS], 'cm', l[CM], 'it', l[IT],
-    'o', order, 'op', op, 'r', reason, 't', now)
+    'o', order, 'op', op, 'r', reason, 't', now }
+  if extra then
+    for _, v in ipairs(extra) do fields[#fields + 1] = v end
+  end
+  redis.call('XADD', p.ev, '*', unpack(fields))
+end
+
+-- The generation marker: a field of every partition's lvl hash, written
+-- when the partition is set up or rebuilt from Postgres ('#' cannot occur in
+-- a SKU). A partition without it belongs to a fresh or wiped Redis, and no
+-- script may act on it until it is rebuilt.
+local GEN = '#gen'
+
+-- True when every partition group from KEYS[first] on carries the marker.
+local function gen_ok(first)
+  for i = 1, tonumber(ARGV[3]) do
+    if redis.call('HEXISTS', part_keys(first, i).lvl, GEN) == 0 then return false end
+  end
+  return true
 end
 
 -- Applies deltas d to one SKU-location of a decoded record and emits the event.

@@ -4,7 +4,9 @@
 -- KEYS[1..5]   the partition's keys (see common.lua)
 -- ARGV[1..3]   common (clock offset, expiry batch, partition count = 1)
 --
--- Returns the number of holds released (at most ARGV[2]).
+-- Returns the number of holds released (at most ARGV[2]), or -2 without a
+-- generation marker.
 
 local now = now_ms()
+if not gen_ok(1) then return -2 end
 return expire_due(part_keys(1, 1), now, tonumber(ARGV[2]))

@@ -8,10 +8,11 @@
 -- ARGV[6]      how long the header outlives the hold, in ms (tombstone)
 -- ARGV[7]      ttl in ms
 --
--- Returns {'OK'|'STATE', <order reply>}, {'NOTFOUND'} or {'STALE'}.
+-- Returns {'OK'|'STATE', <order reply>}, {'NOTFOUND'}, {'STALE'} or {'NOGEN'}.
 -- STATE: not active (committed ones no longer expire; ended ones cannot).
 
 local now = now_ms()
+if not gen_ok(2) then return { 'NOGEN' } end
 expire_all(2, now)
 local okey, order = KEYS[1], ARGV[4]
 local st, early = guarded_status(okey, now)
@@ -28,6 +29,9 @@ for i = 1, tonumber(ARGV[3]) do
     hold.e = ea
     redis.call('HSET', p.holds, order, cjson.encode(hold))
     redis.call('ZADD', p.exp, ea, order)
+    -- No number changes, but the reconciler keeps the expiry so that a
+    -- rebuild restores the hold with the expiry it really has.
+    redis.call('XADD', p.ev, '*', 'k', 'extend', 'o', order, 'e', ea, 't', now)
   end
 end
 redis.call('HSET', okey, 'ea', ea)

@@ -8,10 +8,11 @@
 -- ARGV[5]      the header's created-at as the caller read it
 -- ARGV[6]      how long the header is kept as a tombstone, in ms
 --
--- Returns {'OK'|'NOOP'|'STATE', <order reply>}, {'NOTFOUND'} or {'STALE'}.
+-- Returns {'OK'|'NOOP'|'STATE', <order reply>}, {'NOTFOUND'}, {'STALE'} or {'NOGEN'}.
 -- NOOP: already fulfilled. STATE: released or expired (nothing changed).
 
 local now = now_ms()
+if not gen_ok(2) then return { 'NOGEN' } end
 expire_all(2, now)
 local okey, order = KEYS[1], ARGV[4]
 local st, early = guarded_status(okey, now)

@@ -2,10 +2,12 @@
 -- same clock the writing scripts use.
 --
 -- KEYS[1]      the order header key
--- ARGV[1..3]   common (clock offset, expiry batch, partition count = 0)
+-- KEYS[2..6]   the keys of the header's partition (only its marker is read)
+-- ARGV[1..3]   common (clock offset, expiry batch, partition count = 1)
 --
--- Returns {'OK', <order reply>} or {'NOTFOUND'}.
+-- Returns {'OK', <order reply>}, {'NOTFOUND'} or {'NOGEN'}.
 
 local now = now_ms()
+if not gen_ok(2) then return { 'NOGEN' } end
 if redis.call('EXISTS', KEYS[1]) == 0 then return { 'NOTFOUND' } end
 return order_reply('OK', KEYS[1], now)

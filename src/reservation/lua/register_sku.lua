@@ -5,9 +5,11 @@
 -- ARGV[1..3]   common (clock offset, expiry batch, partition count = 1)
 -- ARGV[4]      sku
 --
--- Returns 1 when the SKU was new, 0 when it was already known.
+-- Returns 1 when the SKU was new, 0 when it was already known, -2 when the
+-- partition has no generation marker (Redis must be rebuilt first).
 
 local p = part_keys(1, 1)
+if not gen_ok(1) then return -2 end
 if redis.call('HEXISTS', p.lvl, ARGV[4]) == 1 then return 0 end
 redis.call('HSET', p.lvl, ARGV[4], '{"stop":0,"l":{}}')
 return 1

@@ -8,11 +8,12 @@
 -- ARGV[6]      how long the header is kept as a tombstone, in ms
 -- ARGV[7]      reason (free text)
 --
--- Returns {'OK'|'NOOP'|'STATE', <order reply>}, {'NOTFOUND'} or {'STALE'}.
+-- Returns {'OK'|'NOOP'|'STATE', <order reply>}, {'NOTFOUND'}, {'STALE'} or {'NOGEN'}.
 -- NOOP: already released or expired (its stock is already back).
 -- STATE: fulfilled, the goods are gone (nothing changed).
 
 local now = now_ms()
+if not gen_ok(2) then return { 'NOGEN' } end
 expire_all(2, now)
 local okey, order, reason = KEYS[1], ARGV[4], ARGV[7]
 local st, early = guarded_status(okey, now)

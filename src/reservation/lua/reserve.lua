@@ -18,9 +18,11 @@
 --   {'UNKNOWN', sku, ...}              SKUs not registered; nothing changed
 --   {'STOP', sku, ...}                 SKUs stopped; nothing changed
 --   {'SHORT', sku, location, requested, available, ...}   nothing changed
+--   {'NOGEN'}                          a partition lacks its generation marker
 -- (<order reply>: see order_reply in common.lua.)
 
 local now = now_ms()
+if not gen_ok(2) then return { 'NOGEN' } end
 expire_all(2, now)
 
 local okey = KEYS[1]
@@ -152,7 +154,7 @@ local by_part = {}
 for _, k in ipairs(sum_order) do
   local s = sum[k]
   local p = part_keys(2, s[1])
-  emit(p, 'reserve', s[2], s[3], { 0, s[4], 0, 0 }, recs[s[2]].l[s[3]], order, '', '', now)
+  emit(p, 'reserve', s[2], s[3], { 0, s[4], 0, 0 }, recs[s[2]].l[s[3]], order, '', '', now, { 'e', ea, 'ch', channel })
   by_part[s[1]] = by_part[s[1]] or {}
   table.insert(by_part[s[1]], { s[2], s[3], s[4] })
 end

@@ -8,10 +8,11 @@
 -- ARGV[6]      operation_id (recorded on the event)
 --
 -- Returns 1 when the flag changed, 0 when it already had that value,
--- -1 when the SKU is unknown.
+-- -1 when the SKU is unknown, -2 without a generation marker.
 
 local now = now_ms()
 local p = part_keys(1, 1)
+if not gen_ok(1) then return -2 end
 local rec = read_sku(p, ARGV[4])
 if not rec then return -1 end
 local stop = tonumber(ARGV[5])

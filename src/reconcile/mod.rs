@@ -1,0 +1,16 @@
+//! The reconciler: the only writer of stock numbers in Postgres. It reads
+//! every partition's event stream through a consumer group, writes ledger
+//! rows, the levels snapshot and reservation state in one transaction per
+//! batch (keyed by partition and stream id, so a replay inserts nothing
+//! twice), then acknowledges and trims. One replica at a time leads, by a
+//! Postgres advisory lock.
+
+mod event;
+mod leader;
+mod reconciler;
+mod writer;
+
+pub use event::{Event, EventError, StreamPos};
+pub use leader::LeaderLock;
+pub use reconciler::{Batch, ReconcileStats, Reconciler, ReconcilerSettings};
+pub use writer::{Applied, apply_batch};

@@ -1,0 +1,303 @@
+//! Reads the partitions' event streams through a consumer group, applies
+//! each batch to Postgres, then acknowledges and trims.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::Value;
+use redis::streams::StreamReadReply;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use super::event::{Event, StreamPos};
+use super::leader::LeaderLock;
+use super::writer::{Applied, apply_batch};
+use crate::reservation::{Engine, EngineError};
+
+/// The consumer group every stockd replica shares.
+pub const GROUP: &str = "stockd";
+/// The consumer name: one leader at a time reads, and a new leader must see
+/// the entries its predecessor read but did not acknowledge.
+pub const CONSUMER: &str = "reconciler";
+
+/// Tunables, from `Config`.
+#[derive(Debug, Clone)]
+pub struct ReconcilerSettings {
+    /// Time between reads when the streams are idle (250 ms).
+    pub interval: Duration,
+    /// Entries read per partition per batch.
+    pub batch: usize,
+    /// Lag above which a warning is logged.
+    pub lag_alert: Duration,
+}
+
+/// Counters the metrics endpoint exports.
+#[derive(Debug, Default)]
+pub struct ReconcileStats {
+    /// Milliseconds from the oldest event of the last batch to its commit.
+    pub lag_ms: AtomicI64,
+    /// Events written to Postgres (ledger rows), in total.
+    pub events: AtomicU64,
+    /// Batches that failed and will be retried.
+    pub failures: AtomicU64,
+    /// Whether this process leads the reconciler now.
+    pub leading: AtomicBool,
+}
+
+/// Entries read from the streams, not yet acknowledged.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Parsed entries in stream order per partition.
+    pub events: Vec<(StreamPos, Event)>,
+    /// Entries that could not be parsed (logged, acknowledged, skipped).
+    pub unreadable: Vec<StreamPos>,
+}
+
+impl Batch {
+    /// Whether nothing was read.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.unreadable.is_empty()
+    }
+
+    fn last_per_partition(&self) -> HashMap<u32, StreamPos> {
+        let mut last: HashMap<u32, StreamPos> = HashMap::new();
+        for pos in self.events.iter().map(|(p, _)| p).chain(self.unreadable.iter()) {
+            let e = last.entry(pos.partition).or_insert(*pos);
+            if *e < *pos {
+                *e = *pos;
+            }
+        }
+        last
+    }
+}
+
+/// The reconciler of one store.
+pub struct Reconciler {
+    engine: Arc<Engine>,
+    db: PgPool,
+    settings: ReconcilerSettings,
+    stats: Arc<ReconcileStats>,
+    /// Whether entries read but not acknowledged may exist (at start, and
+    /// after a failed batch): then they are read again before new ones.
+    pending: bool,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(0)).unwrap_or(0)
+}
+
+impl Reconciler {
+    /// A reconciler for `engine`'s store writing to `db`.
+    pub fn new(engine: Arc<Engine>, db: PgPool, settings: ReconcilerSettings, stats: Arc<ReconcileStats>) -> Self {
+        Self { engine, db, settings, stats, pending: true }
+    }
+
+    /// Creates the consumer group on every partition's stream (and the
+    /// stream itself) where missing. Safe to repeat.
+    pub async fn ensure_groups(&self) -> Result<(), EngineError> {
+        let keys = self.engine.keys().clone();
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for p in 0..keys.partitions() {
+            pipe.cmd("XGROUP").arg("CREATE").arg(keys.partition(p).ev).arg(GROUP).arg("0").arg("MKSTREAM");
+        }
+        // BUSYGROUP answers (group exists) are expected and ignored.
+        let mut conn = self.engine.connection().await?;
+        let _: Vec<redis::RedisResult<Value>> = pipe.query_async(&mut *conn).await?;
+        Ok(())
+    }
+
+    /// Reads up to one batch per partition: the entries read before but not
+    /// acknowledged when some may exist, else new ones.
+    pub async fn read_batch(&mut self) -> Result<Batch, EngineError> {
+        let batch = self.read(if self.pending { "0" } else { ">" }).await?;
+        if self.pending && batch.is_empty() {
+            self.pending = false;
+            return self.read(">").await;
+        }
+        Ok(batch)
+    }
+
+    async fn read(&self, from: &str) -> Result<Batch, EngineError> {
+        let keys = self.engine.keys().clone();
+        let mut pipe = redis::pipe();
+        for p in 0..keys.partitions() {
+            pipe.cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(GROUP)
+                .arg(CONSUMER)
+                .arg("COUNT")
+                .arg(self.settings.batch)
+                .arg("STREAMS")
+                .arg(keys.partition(p).ev)
+                .arg(from);
+        }
+        let mut conn = self.engine.connection().await?;
+        let replies: Vec<Value> = match pipe.query_async(&mut *conn).await {
+            Ok(r) => r,
+            Err(e) if e.code() == Some("NOGROUP") => {
+                drop(conn);
+                // A wiped or new Redis: recreate the groups, read next time.
+                self.ensure_groups().await?;
+                return Ok(Batch::default());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut batch = Batch::default();
+        for (p, reply) in (0..keys.partitions()).zip(replies) {
+            let reply: Option<StreamReadReply> = redis::from_redis_value(reply)
+                .map_err(|e| EngineError::Protocol { script: "XREADGROUP", detail: e.to_string() })?;
+            for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+                let Ok(pos) = StreamPos::parse(p, &entry.id) else {
+                    tracing::error!(partition = p, id = entry.id, "unreadable stream id");
+                    continue;
+                };
+                let fields: HashMap<String, String> = entry
+                    .map
+                    .into_iter()
+                    .filter_map(|(k, v)| redis::from_redis_value::<String>(v).ok().map(|v| (k, v)))
+                    .collect();
+                match Event::parse(&fields) {
+                    Ok(e) => batch.events.push((pos, e)),
+                    Err(e) => {
+                        tracing::error!(partition = p, id = entry.id, error = %e, "skipping unreadable event");
+                        batch.unreadable.push(pos);
+                    }
+                }
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Writes a batch to Postgres (one transaction).
+    pub async fn apply(&self, batch: &Batch) -> anyhow::Result<Applied> {
+        let applied = apply_batch(&self.db, &batch.events).await?;
+        self.stats.events.fetch_add(applied.ledger_rows, Ordering::Relaxed);
+        let oldest = batch
+            .events
+            .iter()
+            .map(|(_, e)| match e {
+                Event::Stock(s) => s.at_ms,
+                Event::Extend { at_ms, .. } | Event::StopSell { at_ms, .. } => *at_ms,
+            })
+            .min();
+        if let Some(oldest) = oldest {
+            let lag = (now_ms() - oldest).max(0);
+            self.stats.lag_ms.store(lag, Ordering::Relaxed);
+            if lag > i64::try_from(self.settings.lag_alert.as_millis()).unwrap_or(i64::MAX) {
+                tracing::warn!(lag_ms = lag, "reconcile lag above the alert threshold");
+            }
+        } else {
+            self.stats.lag_ms.store(0, Ordering::Relaxed);
+        }
+        Ok(applied)
+    }
+
+    /// Acknowledges a written batch and trims what it covered from the streams.
+    pub async fn ack(&self, batch: &Batch) -> Result<(), EngineError> {
+        let keys = self.engine.keys().clone();
+        let mut by_part: HashMap<u32, Vec<String>> = HashMap::new();
+        for pos in batch.events.iter().map(|(p, _)| p).chain(batch.unreadable.iter()) {
+            by_part.entry(pos.partition).or_default().push(pos.id());
+        }
+        let mut pipe = redis::pipe();
+        for (p, ids) in &by_part {
+            pipe.cmd("XACK").arg(keys.partition(*p).ev).arg(GROUP).arg(ids).ignore();
+        }
+        for (p, last) in batch.last_per_partition() {
+            // Entries up to the last acknowledged one are in Postgres.
+            pipe.cmd("XTRIM").arg(keys.partition(p).ev).arg("MINID").arg(last.next_id()).ignore();
+        }
+        let mut conn = self.engine.connection().await?;
+        let _: () = pipe.query_async(&mut *conn).await?;
+        Ok(())
+    }
+
+    /// One round: read, write, acknowledge. Returns the ledger rows written.
+    pub async fn try_execute_task(&mut self) -> anyhow::Result<u64> {
+        let batch = self.read_batch().await?;
+        if batch.is_empty() {
+            self.stats.lag_ms.store(0, Ordering::Relaxed);
+            return Ok(0);
+        }
+        let result = async {
+            let applied = self.apply(&batch).await?;
+            self.ack(&batch).await?;
+            anyhow::Ok(applied.ledger_rows)
+        }
+        .await;
+        if result.is_err() {
+            // What was read stays pending and is read again first.
+            self.pending = true;
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Leads when it can (Postgres advisory lock) and reconciles until
+    /// stopped; on errors (Postgres down) backs off and retries, while Redis
+    /// keeps the backlog.
+    pub async fn run_until_stopped(mut self, stop: CancellationToken) {
+        let key = LeaderLock::key_for(self.engine.keys().prefix());
+        let mut lock: Option<LeaderLock> = None;
+        let mut backoff = self.settings.interval;
+        let mut checked = std::time::Instant::now();
+        let max_backoff = Duration::from_secs(5);
+        loop {
+            if lock.is_none() {
+                match LeaderLock::try_acquire(&self.db, key).await {
+                    Ok(Some(l)) => {
+                        tracing::info!("reconciler: leading");
+                        lock = Some(l);
+                        self.stats.leading.store(true, Ordering::Relaxed);
+                        self.pending = true;
+                        if let Err(e) = self.ensure_groups().await {
+                            tracing::warn!(error = %e, "reconciler: cannot create consumer groups yet");
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "reconciler: cannot reach postgres for the leader lock"),
+                }
+            }
+            let wait = match &mut lock {
+                None => Duration::from_secs(1),
+                Some(l) => match self.try_execute_task().await {
+                    Ok(n) => {
+                        backoff = self.settings.interval;
+                        // Make sure the lock's own session is alive now and
+                        // then, so two replicas never both think they lead.
+                        if checked.elapsed() > Duration::from_secs(2) {
+                            checked = std::time::Instant::now();
+                            if !l.still_held().await {
+                                tracing::warn!("reconciler: lost the leader lock");
+                                lock = None;
+                                self.stats.leading.store(false, Ordering::Relaxed);
+                            }
+                        }
+                        if n > 0 { Duration::ZERO } else { self.settings.interval }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = format!("{e:#}"), ?backoff, "reconcile failed; retrying");
+                        let wait = backoff;
+                        backoff = (backoff * 2).min(max_backoff);
+                        if !l.still_held().await {
+                            tracing::warn!("reconciler: lost the leader lock");
+                            lock = None;
+                        }
+                        wait
+                    }
+                },
+            };
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        if let Some(l) = lock {
+            l.release().await;
+        }
+        self.stats.leading.store(false, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,254 @@
+//! Writes one batch of events to Postgres in one transaction: ledger rows,
+//! the levels snapshot, reservations and their history, applied operation
+//! ids and SKU flags. The ledger's unique (partition, stream id) decides what
+//! is new: events already recorded (a replayed batch) change nothing.
+
+use std::collections::{BTreeMap, HashSet};
+
+use sqlx::{PgConnection, PgPool};
+
+use super::event::{Event, StockEvent, StreamPos};
+
+/// What a batch changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Ledger rows inserted (events seen before are not counted).
+    pub ledger_rows: u64,
+    /// SKU-locations whose snapshot moved.
+    pub levels: u64,
+}
+
+/// A stock event with its stream position.
+type Located<'a> = (&'a StreamPos, &'a StockEvent);
+
+fn status_of(kind: &str) -> Option<&'static str> {
+    match kind {
+        "reserve" => Some("ACTIVE"),
+        "commit" => Some("COMMITTED"),
+        "fulfill" => Some("FULFILLED"),
+        "release" => Some("RELEASED"),
+        "expire" => Some("EXPIRED"),
+        _ => None,
+    }
+}
+
+fn partition(p: &StreamPos) -> i32 {
+    i32::try_from(p.partition).unwrap_or(i32::MAX)
+}
+
+/// Applies `events` (in stream order per partition) in one transaction.
+pub async fn apply_batch(db: &PgPool, events: &[(StreamPos, Event)]) -> Result<Applied, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let stock: Vec<Located> = events
+        .iter()
+        .filter_map(|(pos, e)| match e {
+            Event::Stock(s) => Some((pos, &**s)),
+            _ => None,
+        })
+        .collect();
+    let fresh = insert_ledger(&mut tx, &stock).await?;
+    let levels = upsert_levels(&mut tx, &fresh).await?;
+    record_reservations(&mut tx, &fresh).await?;
+    record_operations(&mut tx, &fresh).await?;
+    apply_other(&mut tx, events).await?;
+    tx.commit().await?;
+    Ok(Applied { ledger_rows: fresh.len() as u64, levels })
+}
+
+/// Inserts ledger rows; returns the events that were new.
+async fn insert_ledger<'a>(tx: &mut PgConnection, stock: &[Located<'a>]) -> Result<Vec<Located<'a>>, sqlx::Error> {
+    let ints = |f: fn(&Located) -> i64| stock.iter().map(f).collect::<Vec<i64>>();
+    let texts = |f: fn(&Located) -> Option<String>| stock.iter().map(f).collect::<Vec<Option<String>>>();
+    let inserted: Vec<(i32, i64, i64)> = sqlx::query_as(
+        "INSERT INTO ledger (partition, stream_ms, stream_seq, kind, sku, location_id, on_hand_delta, reserved_delta,
+                             committed_delta, in_transit_delta, order_id, operation_id, reason, occurred_at)
+         SELECT p, ms, seq, k, s, l, doh, drs, dcm, dit, o, op, r, to_timestamp(t / 1000.0)
+         FROM UNNEST($1::int[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[],
+                     $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::text[], $14::bigint[])
+              AS u(p, ms, seq, k, s, l, doh, drs, dcm, dit, o, op, r, t)
+         ON CONFLICT (partition, stream_ms, stream_seq) DO NOTHING
+         RETURNING partition, stream_ms, stream_seq",
+    )
+    .bind(stock.iter().map(|(p, _)| partition(p)).collect::<Vec<i32>>())
+    .bind(ints(|(p, _)| p.ms))
+    .bind(ints(|(p, _)| p.seq))
+    .bind(texts(|(_, e)| Some(e.kind.clone())))
+    .bind(texts(|(_, e)| Some(e.sku.clone())))
+    .bind(texts(|(_, e)| Some(e.location_id.clone())))
+    .bind(ints(|(_, e)| e.deltas[0]))
+    .bind(ints(|(_, e)| e.deltas[1]))
+    .bind(ints(|(_, e)| e.deltas[2]))
+    .bind(ints(|(_, e)| e.deltas[3]))
+    .bind(texts(|(_, e)| e.order_id.clone()))
+    .bind(texts(|(_, e)| e.operation_id.clone()))
+    .bind(texts(|(_, e)| e.reason.clone()))
+    .bind(ints(|(_, e)| e.at_ms))
+    .fetch_all(&mut *tx)
+    .await?;
+    let new: HashSet<(i32, i64, i64)> = inserted.into_iter().collect();
+    Ok(stock.iter().copied().filter(|(p, _)| new.contains(&(partition(p), p.ms, p.seq))).collect())
+}
+
+/// Moves the snapshot of each SKU-location to its last new event, never back
+/// to an older stream position.
+async fn upsert_levels(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Result<u64, sqlx::Error> {
+    let mut last: BTreeMap<(&str, &str), Located> = BTreeMap::new();
+    for &(p, e) in fresh {
+        let k = (e.sku.as_str(), e.location_id.as_str());
+        if last.get(&k).is_none_or(|(q, _)| *q < p) {
+            last.insert(k, (p, e));
+        }
+    }
+    let snap: Vec<&Located> = last.values().collect();
+    let level = |i: usize| snap.iter().map(|(_, e)| e.levels[i]).collect::<Vec<i64>>();
+    Ok(sqlx::query(
+        "INSERT INTO stock_levels AS s (sku, location_id, on_hand, reserved, committed, in_transit, partition,
+                                       stream_ms, stream_seq, updated_at)
+         SELECT sku, l, oh, rs, cm, it, p, ms, seq, now()
+         FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::int[],
+                     $8::bigint[], $9::bigint[]) AS u(sku, l, oh, rs, cm, it, p, ms, seq)
+         ON CONFLICT (sku, location_id) DO UPDATE SET on_hand = EXCLUDED.on_hand, reserved = EXCLUDED.reserved,
+             committed = EXCLUDED.committed, in_transit = EXCLUDED.in_transit, partition = EXCLUDED.partition,
+             stream_ms = EXCLUDED.stream_ms, stream_seq = EXCLUDED.stream_seq, updated_at = now()
+         WHERE (s.stream_ms, s.stream_seq) < (EXCLUDED.stream_ms, EXCLUDED.stream_seq)",
+    )
+    .bind(snap.iter().map(|(_, e)| e.sku.clone()).collect::<Vec<_>>())
+    .bind(snap.iter().map(|(_, e)| e.location_id.clone()).collect::<Vec<_>>())
+    .bind(level(0))
+    .bind(level(1))
+    .bind(level(2))
+    .bind(level(3))
+    .bind(snap.iter().map(|(p, _)| partition(p)).collect::<Vec<_>>())
+    .bind(snap.iter().map(|(p, _)| p.ms).collect::<Vec<_>>())
+    .bind(snap.iter().map(|(p, _)| p.seq).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected())
+}
+
+/// Reservation headers, lines and status history from reservation events.
+async fn record_reservations(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Result<(), sqlx::Error> {
+    // Headers: the first reserve event of each order. A late reserve event
+    // from another partition of the same order never resets a status that
+    // moved on; only an ended order id reused after its tombstone is reset.
+    let reserves: Vec<&StockEvent> =
+        fresh.iter().map(|(_, e)| *e).filter(|e| e.kind == "reserve" && e.order_id.is_some()).collect();
+    let mut headers: BTreeMap<&str, &StockEvent> = BTreeMap::new();
+    for e in &reserves {
+        headers.entry(e.order_id.as_deref().unwrap_or_default()).or_insert(e);
+    }
+    let hs: Vec<&&StockEvent> = headers.values().collect();
+    let written: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO reservations AS r (order_id, status, channel, created_at, expires_at, updated_at)
+         SELECT o, 'ACTIVE', ch, to_timestamp(t / 1000.0), to_timestamp(e / 1000.0), to_timestamp(t / 1000.0)
+         FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u(o, ch, t, e)
+         ON CONFLICT (order_id) DO UPDATE SET status = 'ACTIVE', channel = EXCLUDED.channel,
+             created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, release_reason = '',
+             updated_at = EXCLUDED.updated_at
+         WHERE r.status IN ('FULFILLED', 'RELEASED', 'EXPIRED') AND r.created_at < EXCLUDED.created_at
+         RETURNING order_id",
+    )
+    .bind(hs.iter().map(|e| e.order_id.clone().unwrap_or_default()).collect::<Vec<_>>())
+    .bind(hs.iter().map(|e| e.channel.clone().unwrap_or_default()).collect::<Vec<_>>())
+    .bind(hs.iter().map(|e| e.at_ms).collect::<Vec<_>>())
+    .bind(hs.iter().map(|e| e.expires_ms.unwrap_or(e.at_ms)).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    // Headers written now (new, or reset on reuse) start with no lines.
+    sqlx::query("DELETE FROM reservation_lines WHERE order_id = ANY($1)").bind(&written).execute(&mut *tx).await?;
+    sqlx::query(
+        "INSERT INTO reservation_lines (order_id, sku, location_id, quantity)
+         SELECT o, s, l, q FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u(o, s, l, q)
+         ON CONFLICT (order_id, sku, location_id) DO UPDATE SET quantity = EXCLUDED.quantity",
+    )
+    .bind(reserves.iter().map(|e| e.order_id.clone().unwrap_or_default()).collect::<Vec<_>>())
+    .bind(reserves.iter().map(|e| e.sku.clone()).collect::<Vec<_>>())
+    .bind(reserves.iter().map(|e| e.location_id.clone()).collect::<Vec<_>>())
+    .bind(reserves.iter().map(|e| e.deltas[1]).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+
+    // Status moves, once per order and status, in stream order. (A
+    // multi-line order sends one event per line.)
+    let mut seen = HashSet::new();
+    let mut moves: Vec<(String, &'static str, i64, String)> = Vec::new();
+    for (_, e) in fresh {
+        if let (Some(status), Some(o)) = (status_of(&e.kind), &e.order_id)
+            && seen.insert((o.as_str(), status))
+        {
+            let reason = if status == "RELEASED" { e.reason.clone().unwrap_or_default() } else { String::new() };
+            moves.push((o.clone(), status, e.at_ms, reason));
+        }
+    }
+    for (order, status, at, reason) in moves.iter().filter(|m| m.1 != "ACTIVE") {
+        sqlx::query(
+            "UPDATE reservations SET status = $2, updated_at = to_timestamp($3 / 1000.0),
+                 release_reason = CASE WHEN $2 = 'RELEASED' THEN $4 ELSE release_reason END
+             WHERE order_id = $1 AND status <> $2",
+        )
+        .bind(order)
+        .bind(status)
+        .bind(*at)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "INSERT INTO reservation_history (order_id, status, occurred_at)
+         SELECT o, s, to_timestamp(t / 1000.0) FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS u(o, s, t)",
+    )
+    .bind(moves.iter().map(|m| m.0.clone()).collect::<Vec<_>>())
+    .bind(moves.iter().map(|m| m.1.to_owned()).collect::<Vec<_>>())
+    .bind(moves.iter().map(|m| m.2).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Remembers applied operation ids, so a rebuilt Redis still refuses replays.
+async fn record_operations(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Result<(), sqlx::Error> {
+    let ops: Vec<&Located> = fresh.iter().filter(|(_, e)| e.operation_id.is_some()).collect();
+    sqlx::query(
+        "INSERT INTO applied_operations (operation_id, sku, applied_at)
+         SELECT op, s, to_timestamp(t / 1000.0) FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS u(op, s, t)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(ops.iter().map(|(_, e)| e.operation_id.clone().unwrap_or_default()).collect::<Vec<_>>())
+    .bind(ops.iter().map(|(_, e)| e.sku.clone()).collect::<Vec<_>>())
+    .bind(ops.iter().map(|(_, e)| e.at_ms).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Expiry moves and stop-sell flags: idempotent, applied in stream order.
+async fn apply_other(tx: &mut PgConnection, events: &[(StreamPos, Event)]) -> Result<(), sqlx::Error> {
+    for (_, e) in events {
+        match e {
+            Event::Extend { order_id, expires_ms, .. } => {
+                sqlx::query(
+                    "UPDATE reservations SET expires_at = to_timestamp($2 / 1000.0)
+                     WHERE order_id = $1 AND status = 'ACTIVE'",
+                )
+                .bind(order_id)
+                .bind(*expires_ms)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Event::StopSell { sku, stop, at_ms } => {
+                sqlx::query(
+                    "INSERT INTO sku_flags (sku, stop_sell, updated_at) VALUES ($1, $2, to_timestamp($3 / 1000.0))
+                     ON CONFLICT (sku) DO UPDATE SET stop_sell = EXCLUDED.stop_sell, updated_at = EXCLUDED.updated_at
+                     WHERE sku_flags.updated_at <= EXCLUDED.updated_at",
+                )
+                .bind(sku)
+                .bind(*stop)
+                .bind(*at_ms)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Event::Stock(_) => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! Reads what a rebuild needs from Postgres and shapes it the way the
+//! scripts store it (see reservation/lua/common.lua).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::reservation::{HeaderRestore, Keys, PartitionRestore};
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[derive(sqlx::FromRow)]
+struct ResRow {
+    order_id: String,
+    status: String,
+    channel: String,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    release_reason: String,
+    updated_at: DateTime<Utc>,
+}
+
+/// Everything to restore, per partition: every catalog SKU with its levels
+/// and stop flag, the holds of live reservations, the headers of live orders
+/// and of ended ones still within `tombstone`, and operation ids applied
+/// within `op_retention`.
+pub async fn load_restore_data(
+    db: &PgPool,
+    keys: &Keys,
+    tombstone: Duration,
+    op_retention: Duration,
+) -> anyhow::Result<BTreeMap<u32, PartitionRestore>> {
+    let mut out: BTreeMap<u32, PartitionRestore> = BTreeMap::new();
+
+    // SKUs: the catalog, with the last reconciled levels and flags.
+    let skus: Vec<(String, Option<bool>)> =
+        sqlx::query_as("SELECT s.sku, f.stop_sell FROM skus s LEFT JOIN sku_flags f USING (sku) ORDER BY s.sku")
+            .fetch_all(db)
+            .await?;
+    let levels: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT sku, location_id, on_hand, reserved, committed, in_transit FROM stock_levels ORDER BY sku, location_id",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut by_sku: BTreeMap<String, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
+    for (sku, loc, oh, rs, cm, it) in levels {
+        by_sku.entry(sku).or_default().insert(loc, json!([oh, rs, cm, it]));
+    }
+    for (sku, stop) in skus {
+        let l = by_sku.remove(&sku).unwrap_or_default();
+        let rec = json!({ "stop": i32::from(stop.unwrap_or(false)), "l": l });
+        out.entry(keys.partition_of(&sku)).or_default().skus.push((sku, rec.to_string()));
+    }
+
+    // Reservations: live ones and recent tombstones.
+    let now = now_ms();
+    let rows: Vec<ResRow> = sqlx::query_as(
+        "SELECT order_id, status, channel, created_at, expires_at, release_reason, updated_at FROM reservations
+         WHERE status IN ('ACTIVE', 'COMMITTED') OR updated_at > now() - make_interval(secs => $1)",
+    )
+    .bind(tombstone.as_secs_f64())
+    .fetch_all(db)
+    .await?;
+    let lines: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT l.order_id, l.sku, l.location_id, l.quantity FROM reservation_lines l
+         JOIN reservations r USING (order_id)
+         WHERE r.status IN ('ACTIVE', 'COMMITTED') OR r.updated_at > now() - make_interval(secs => $1)
+         ORDER BY l.order_id, l.sku, l.location_id",
+    )
+    .bind(tombstone.as_secs_f64())
+    .fetch_all(db)
+    .await?;
+    let mut lines_of: BTreeMap<String, Vec<(String, String, i64)>> = BTreeMap::new();
+    for (order, sku, loc, q) in lines {
+        lines_of.entry(order).or_default().push((sku, loc, q));
+    }
+    let tomb = millis(tombstone);
+    for r in rows {
+        let lines = lines_of.remove(&r.order_id).unwrap_or_default();
+        let ea = ms(r.expires_at);
+        let live = matches!(r.status.as_str(), "ACTIVE" | "COMMITTED");
+        if live {
+            // One hold per partition the lines live in.
+            let committed = r.status == "COMMITTED";
+            let mut per_part: BTreeMap<u32, Vec<serde_json::Value>> = BTreeMap::new();
+            for (sku, loc, q) in &lines {
+                per_part.entry(keys.partition_of(sku)).or_default().push(json!([sku, loc, q]));
+            }
+            for (p, l) in per_part {
+                let hold = json!({ "e": ea, "c": i32::from(committed), "l": l });
+                let expiry = (!committed).then_some(ea);
+                out.entry(p).or_default().holds.push((r.order_id.clone(), hold.to_string(), expiry));
+            }
+        }
+        let ttl_ms = match r.status.as_str() {
+            "COMMITTED" => 0,
+            "ACTIVE" => (ea - now).max(0) + tomb,
+            _ => ms(r.updated_at) + tomb - now,
+        };
+        if !live && ttl_ms <= 0 {
+            continue;
+        }
+        let mut fields = vec![
+            ("st".to_owned(), r.status.clone()),
+            ("ca".to_owned(), ms(r.created_at).to_string()),
+            ("ea".to_owned(), ea.to_string()),
+            ("ch".to_owned(), r.channel.clone()),
+            ("rr".to_owned(), r.release_reason.clone()),
+            ("n".to_owned(), lines.len().to_string()),
+        ];
+        for (i, (sku, loc, q)) in lines.iter().enumerate() {
+            let i = i + 1;
+            fields.push((format!("s{i}"), sku.clone()));
+            fields.push((format!("l{i}"), loc.clone()));
+            fields.push((format!("q{i}"), q.to_string()));
+        }
+        let header = HeaderRestore { order_id: r.order_id.clone(), fields, ttl_ms };
+        out.entry(keys.partition_of(&r.order_id)).or_default().headers.push(header);
+    }
+
+    // Operation ids still remembered.
+    let ops: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT operation_id, sku, applied_at FROM applied_operations WHERE applied_at > now() - make_interval(secs => $1)",
+    )
+    .bind(op_retention.as_secs_f64())
+    .fetch_all(db)
+    .await?;
+    let keep = millis(op_retention);
+    for (op, sku, at) in ops {
+        out.entry(keys.partition_of(&sku)).or_default().ops.push((op, ms(at) + keep));
+    }
+    Ok(out)
+}

@@ -1,0 +1,49 @@
+-- restore.lua: rebuilds one partition from Postgres (after Redis was wiped,
+-- or when a store is set up). Writes nothing when the partition already has
+-- its generation marker, so it can never overwrite live data.
+--
+-- KEYS[1..5]   the partition's keys (see common.lua)
+-- KEYS[6..]    order header keys restored by this call (ids in this partition)
+-- ARGV[1..3]   common (clock offset, expiry batch, partition count = 1)
+-- ARGV[4]      the generation id
+-- ARGV[5]      1 on the last call for this partition: then the marker is written
+-- ARGV[6]      S, then S pairs: sku, JSON levels record
+-- then         H, then H triples: order_id, JSON hold, expires_ms ('' when committed)
+-- then         O, then O pairs: operation_id, forget_at_ms
+-- then         per header key KEYS[6..]: F, then F field/value pairs, then
+--              the key's time to live in ms (0: no expiry)
+--
+-- Returns 1 when written, 0 when the partition already had a marker.
+
+local p = part_keys(1, 1)
+if redis.call('HEXISTS', p.lvl, GEN) == 1 then return 0 end
+
+local a = 6
+local function take()
+  a = a + 1
+  return ARGV[a - 1]
+end
+
+for _ = 1, tonumber(take()) do
+  local sku, rec = take(), take()
+  redis.call('HSET', p.lvl, sku, rec)
+end
+for _ = 1, tonumber(take()) do
+  local order, hold, ea = take(), take(), take()
+  redis.call('HSET', p.holds, order, hold)
+  if ea ~= '' then redis.call('ZADD', p.exp, tonumber(ea), order) end
+end
+for _ = 1, tonumber(take()) do
+  local op, forget_at = take(), take()
+  redis.call('ZADD', p.ops, tonumber(forget_at), op)
+end
+for k = 6, #KEYS do
+  local fields = {}
+  for _ = 1, tonumber(take()) * 2 do fields[#fields + 1] = take() end
+  redis.call('DEL', KEYS[k])
+  redis.call('HSET', KEYS[k], unpack(fields))
+  local ttl = tonumber(take())
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[k], ttl) end
+end
+if ARGV[5] == '1' then redis.call('HSET', p.lvl, GEN, ARGV[4]) end
+return 1
