@@ -28,6 +28,31 @@ enum Command {
     /// Zero-config local mode: create the database if missing, migrate, load
     /// demo data, print grpcurl examples, and serve on 127.0.0.1:50051.
     Local,
+    /// Compare Redis levels with the Postgres snapshot, and the snapshot with
+    /// the ledger replayed from zero; print every difference. Exits 1 when
+    /// any remain.
+    Check {
+        /// Fix the snapshot from the ledger where the ledger agrees with Redis
+        /// (refuses where it does not).
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Import SKUs and on-hand stock from a CSV file (sku, name, location,
+    /// on_hand, and optional unit_price, unit_cost, supplier_id). Every row is
+    /// checked before anything changes; importing the same file again changes
+    /// nothing.
+    Import {
+        /// The CSV file.
+        file: std::path::PathBuf,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Export current levels (all five numbers) and catalog columns as CSV.
+    Export {
+        /// Where to write; standard output when absent.
+        file: Option<std::path::PathBuf>,
+    },
 }
 
 /// Parses arguments and runs the command; errors are printed with their causes.
@@ -53,6 +78,9 @@ pub fn main() -> ExitCode {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
             Command::Local => local::run(config).await,
+            Command::Check { repair } => check(config, repair).await,
+            Command::Import { file, quiet } => import(config, &file, quiet).await,
+            Command::Export { file } => export(config, file.as_deref()).await,
         }
     });
     match result {
@@ -73,6 +101,103 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
     let pool = db::connect(&config).await?;
     db::migrate(&pool, &config).await?;
     println!("migrations applied");
+    Ok(())
+}
+
+/// Postgres (migrated) and the engine, for the one-shot commands.
+async fn backends(config: &Config) -> anyhow::Result<(sqlx::PgPool, std::sync::Arc<crate::reservation::Engine>)> {
+    let db = db::connect(config).await?;
+    db::check_migrated(&db).await?;
+    let engine = crate::startup::connect_engine(config, &db).await?;
+    Ok((db, engine))
+}
+
+async fn check(config: Config, repair: bool) -> anyhow::Result<()> {
+    let (db, engine) = backends(&config).await?;
+    let report = crate::ledger::check_drift(&engine, &db).await?;
+    println!("checked {} SKU-locations: {} differ", report.checked, report.mismatches.len());
+    if !report.in_flight_partitions.is_empty() {
+        println!(
+            "note: {} partitions had events on their way to Postgres; their Redis levels were not compared",
+            report.in_flight_partitions.len()
+        );
+    }
+    for m in &report.mismatches {
+        println!(
+            "{} @ {}: redis {} snapshot {} ledger {}",
+            m.sku,
+            m.location_id,
+            m.redis.map_or("(in flight)".to_owned(), show),
+            show(m.snapshot),
+            show(m.ledger)
+        );
+    }
+    if report.mismatches.is_empty() {
+        return Ok(());
+    }
+    if !repair {
+        anyhow::bail!(
+            "{} differences (run with --repair to fix the snapshot from the ledger)",
+            report.mismatches.len()
+        );
+    }
+    let (repaired, refused) = crate::ledger::repair_snapshot(&db, &report).await?;
+    println!("repaired {} snapshot rows from the ledger", repaired.len());
+    for m in &refused {
+        println!("refused {} @ {}: the ledger does not agree with redis; not guessing", m.sku, m.location_id);
+    }
+    anyhow::ensure!(refused.is_empty(), "{} differences left: the ledger itself disagrees", refused.len());
+    Ok(())
+}
+
+fn show(l: crate::domain::Levels) -> String {
+    format!("[on_hand {} reserved {} committed {} in_transit {}]", l.on_hand, l.reserved, l.committed, l.in_transit)
+}
+
+async fn import(config: Config, file: &std::path::Path, quiet: bool) -> anyhow::Result<()> {
+    use crate::spreadsheet::{Progress, apply_import, file_id, parse_import};
+    let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let rows = match parse_import(&data) {
+        Ok(rows) => rows,
+        Err(errors) => {
+            for e in errors.iter().take(100) {
+                eprintln!("{}: {e}", file.display());
+            }
+            if errors.len() > 100 {
+                eprintln!("... and {} more", errors.len() - 100);
+            }
+            anyhow::bail!("{} bad rows; nothing was changed", errors.len());
+        }
+    };
+    let (db, engine) = backends(&config).await?;
+    let progress = Progress::new("import", rows.len() as u64, quiet);
+    let report = apply_import(&engine, &db, &rows, &file_id(&data), &progress).await?;
+    println!(
+        "imported {} rows ({} SKUs) in {:.1?}: {} set, {} already applied by an earlier run{}",
+        report.rows,
+        report.skus,
+        report.elapsed,
+        report.changed,
+        report.replayed,
+        if report.locations_created.is_empty() {
+            String::new()
+        } else {
+            format!("; created locations {}", report.locations_created.join(", "))
+        }
+    );
+    Ok(())
+}
+
+async fn export(config: Config, file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let (db, engine) = backends(&config).await?;
+    let rows = match file {
+        Some(path) => {
+            let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            crate::spreadsheet::export(&engine, &db, std::io::BufWriter::new(f)).await?
+        }
+        None => crate::spreadsheet::export(&engine, &db, std::io::stdout().lock()).await?,
+    };
+    eprintln!("exported {rows} rows");
     Ok(())
 }
 

@@ -59,6 +59,9 @@ pub struct Config {
     pub reconcile_batch: usize,
     /// `STOCKD_RECONCILE_LAG_ALERT`, default `5s`: reconcile lag that logs a warning.
     pub reconcile_lag_alert: Duration,
+    /// `STOCKD_DRIFT_CHECK_INTERVAL`, default `5m`: how often Redis, the snapshot
+    /// and the ledger are compared (stockd_drift_mismatches).
+    pub drift_check_interval: Duration,
     /// `STOCKD_HEALTH_INTERVAL`, default `1s`: how often backends are probed for health.
     pub health_interval: Duration,
     /// `STOCKD_LOG`, default `info`: a tracing filter (e.g. `stockd=debug,info`).
@@ -89,6 +92,7 @@ impl Default for Config {
             reconcile_interval: Duration::from_millis(250),
             reconcile_batch: 500,
             reconcile_lag_alert: Duration::from_secs(5),
+            drift_check_interval: Duration::from_secs(300),
             health_interval: Duration::from_secs(1),
             log_filter: "info".into(),
             log_format: LogFormat::Text,
@@ -159,6 +163,7 @@ impl Config {
             _ => Err("must be a positive integer".into()),
         })?;
         parse(&get, "STOCKD_HEALTH_INTERVAL", &mut c.health_interval, positive_duration)?;
+        parse(&get, "STOCKD_DRIFT_CHECK_INTERVAL", &mut c.drift_check_interval, positive_duration)?;
         parse(&get, "STOCKD_RECONCILER", &mut c.reconciler_enabled, |v| match v {
             "on" | "true" | "1" => Ok(true),
             "off" | "false" | "0" => Ok(false),

@@ -15,6 +15,8 @@
 //!   snapshot), led by one replica at a time.
 //! - `recovery`: the generation marker, and rebuilding Redis from Postgres
 //!   when it is lost.
+//! - `ledger`: reading the system of record (movements) and the drift check.
+//! - `spreadsheet`: CSV import and export (brands arrive from a spreadsheet).
 //! - `db`: the Postgres pool, migrations and store-wide settings.
 //! - `config`: settings from the environment (each documents its variable).
 //! - `startup`: builds and runs the server; `local`: the zero-config demo mode.
@@ -26,10 +28,12 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod grpc;
+pub mod ledger;
 pub mod local;
 pub mod reconcile;
 pub mod recovery;
 pub mod reservation;
+pub mod spreadsheet;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

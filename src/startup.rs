@@ -126,6 +126,13 @@ impl Application {
         );
         if config.reconciler_enabled {
             tasks.spawn(reconciler.run_until_stopped(workers.clone()));
+            tasks.spawn(crate::ledger::run_drift_checks(
+                state.engine.clone(),
+                db.clone(),
+                config.drift_check_interval,
+                state.reconcile.clone(),
+                workers.clone(),
+            ));
         }
         tasks.spawn(
             Recovery::new(state.engine.clone(), db.clone(), config.health_interval).run_until_stopped(workers.clone()),

@@ -2,9 +2,11 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{Violations, location_level};
+use super::convert::{Violations, location_level, timestamp};
 use super::proto::{self, stock_service_server::StockService};
+use crate::catalog::{PageSize, PageToken};
 use crate::domain::{LocationId, OperationId, Sku};
+use crate::ledger::{Movement, list_movements};
 use crate::reservation::{Adjusted, StockChange};
 use crate::state::AppState;
 
@@ -152,5 +154,61 @@ impl StockService for StockApi {
             operation_id: op.into_string(),
             delta: a.delta,
         }))
+    }
+
+    async fn list_movements(
+        &self,
+        request: Request<proto::ListMovementsRequest>,
+    ) -> Result<Response<proto::ListMovementsResponse>, Status> {
+        let r = request.into_inner();
+        let mut v = Violations::default();
+        let sku = v.id("sku", r.sku, Sku::parse);
+        let location = v.optional_id("location_id", r.location_id, LocationId::parse);
+        let size = v.check("page_size", PageSize::parse(r.page_size));
+        let after = v.check("page_token", PageToken::decode(&r.page_token)).flatten();
+        if after.as_deref().is_some_and(|a| a.parse::<i64>().is_err()) {
+            v.add("page_token", "is not a token this server issued");
+        }
+        v.finish()?;
+        let (Some(sku), Some(size)) = (sku, size) else { return Err(Status::internal("validated fields missing")) };
+        let (movements, next) = list_movements(
+            &self.state.db,
+            sku.as_str(),
+            location.as_ref().map(LocationId::as_str),
+            size,
+            after.as_deref(),
+        )
+        .await
+        .map_err(crate::catalog::CatalogError::Database)?;
+        Ok(Response::new(proto::ListMovementsResponse {
+            movements: movements.into_iter().map(movement).collect(),
+            next_page_token: next.map(|t| t.as_str().to_owned()).unwrap_or_default(),
+        }))
+    }
+}
+
+fn movement(m: Movement) -> proto::Movement {
+    use proto::MovementKind as K;
+    let kind = match m.kind.as_str() {
+        "reserve" => K::Reserve,
+        "commit" => K::Commit,
+        "fulfill" => K::Fulfill,
+        "release" => K::Release,
+        "expire" => K::Expire,
+        "adjust" => K::Adjust,
+        _ => K::Unspecified,
+    };
+    proto::Movement {
+        sku: m.sku,
+        location_id: m.location_id,
+        kind: kind.into(),
+        on_hand_delta: m.deltas[0],
+        reserved_delta: m.deltas[1],
+        committed_delta: m.deltas[2],
+        in_transit_delta: m.deltas[3],
+        order_id: m.order_id.unwrap_or_default(),
+        operation_id: m.operation_id.unwrap_or_default(),
+        reason: m.reason.unwrap_or_default(),
+        occurred_at: Some(timestamp(m.occurred_at)),
     }
 }

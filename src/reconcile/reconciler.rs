@@ -44,6 +44,9 @@ pub struct ReconcileStats {
     pub failures: AtomicU64,
     /// Whether this process leads the reconciler now.
     pub leading: AtomicBool,
+    /// SKU-locations where the last drift check found Redis, the snapshot
+    /// and the ledger disagreeing.
+    pub drift: AtomicU64,
 }
 
 /// Entries read from the streams, not yet acknowledged.

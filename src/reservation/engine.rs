@@ -256,6 +256,16 @@ impl Engine {
             .map_err(Into::into)
     }
 
+    /// Entries in each partition's event stream (not yet reconciled and
+    /// trimmed), by partition.
+    pub async fn stream_lengths(&self) -> Result<Vec<u64>, EngineError> {
+        let mut pipe = redis::pipe();
+        for p in 0..self.keys.partitions() {
+            pipe.cmd("XLEN").arg(self.keys.partition(p).ev);
+        }
+        self.with_conn(async |c| Ok(pipe.query_async(c).await?)).await
+    }
+
     /// Checks that Redis answers.
     pub async fn ping(&self) -> Result<(), EngineError> {
         self.with_conn(async |c| {

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod pg_server;
 pub mod redis_server;
 
 use std::sync::Arc;

@@ -31,7 +31,9 @@ end
 local delta = value
 if mode == 'set' then delta = value - l[OH] end
 redis.call('ZADD', p.ops, now + tonumber(ARGV[10]), op)
-if delta ~= 0 then
+-- A first count at a new location is recorded even when it is zero, so the
+-- location exists (exports list it, the ledger shows the count).
+if delta ~= 0 or rec.l[loc] == nil then
   apply(p, rec, 'adjust', sku, loc, { delta, 0, 0, 0 }, '', op, reason, now)
   write_sku(p, sku, rec)
   l = rec.l[loc]

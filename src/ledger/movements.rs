@@ -1,0 +1,91 @@
+//! The ledger of one SKU, newest first.
+
+use std::time::SystemTime;
+
+use sqlx::PgPool;
+
+use crate::catalog::{PageSize, PageToken};
+
+/// One ledger row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Movement {
+    /// Ledger row id (insertion order).
+    pub id: i64,
+    /// What.
+    pub sku: String,
+    /// Where.
+    pub location_id: String,
+    /// reserve, commit, fulfill, release, expire or adjust.
+    pub kind: String,
+    /// on_hand, reserved, committed, in_transit deltas.
+    pub deltas: [i64; 4],
+    /// The order, for reservation movements.
+    pub order_id: Option<String>,
+    /// The operation id, for adjustments.
+    pub operation_id: Option<String>,
+    /// Why.
+    pub reason: Option<String>,
+    /// Redis time of the change.
+    pub occurred_at: SystemTime,
+}
+
+type Row = (
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    chrono::DateTime<chrono::Utc>,
+);
+
+/// A page of movements of `sku` (at `location`, or all), newest first, after
+/// the row named by `after` (a decoded page token).
+pub async fn list_movements(
+    db: &PgPool,
+    sku: &str,
+    location: Option<&str>,
+    size: PageSize,
+    after: Option<&str>,
+) -> Result<(Vec<Movement>, Option<PageToken>), sqlx::Error> {
+    let before: Option<i64> = after.and_then(|a| a.parse().ok());
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, sku, location_id, kind, on_hand_delta, reserved_delta, committed_delta, in_transit_delta,
+                order_id, operation_id, reason, occurred_at
+         FROM ledger
+         WHERE sku = $1 AND ($2::text IS NULL OR location_id = $2) AND ($3::bigint IS NULL OR id < $3)
+         ORDER BY id DESC LIMIT $4",
+    )
+    .bind(sku)
+    .bind(location)
+    .bind(before)
+    .bind(i64::from(size.get()) + 1)
+    .fetch_all(db)
+    .await?;
+    let mut out: Vec<Movement> = rows
+        .into_iter()
+        .map(|(id, sku, location_id, kind, doh, drs, dcm, dit, order_id, operation_id, reason, at)| Movement {
+            id,
+            sku,
+            location_id,
+            kind,
+            deltas: [doh, drs, dcm, dit],
+            order_id,
+            operation_id,
+            reason,
+            occurred_at: at.into(),
+        })
+        .collect();
+    let next = if out.len() > size.get() as usize {
+        out.truncate(size.get() as usize);
+        out.last().map(|m| PageToken::after(&m.id.to_string()))
+    } else {
+        None
+    };
+    Ok((out, next))
+}

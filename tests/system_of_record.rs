@@ -1,0 +1,331 @@
+//! Postgres as the system of record: the reconciler, the ledger API, the
+//! drift check and the CSV bridge.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::TestApp;
+use stockd::config::Config;
+use stockd::grpc::proto::{self, MovementKind};
+use stockd::reconcile::{Reconciler, ReconcilerSettings};
+
+type Levels = BTreeMap<(String, String), (i64, i64, i64, i64)>;
+
+async fn snapshot(db: &sqlx::PgPool) -> Levels {
+    let rows: Vec<(String, String, i64, i64, i64, i64)> =
+        sqlx::query_as("SELECT sku, location_id, on_hand, reserved, committed, in_transit FROM stock_levels")
+            .fetch_all(db)
+            .await
+            .expect("snapshot");
+    rows.into_iter().map(|(s, l, a, b, c, d)| ((s, l), (a, b, c, d))).collect()
+}
+
+async fn ledger_replayed(db: &sqlx::PgPool) -> Levels {
+    let rows: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT sku, location_id, sum(on_hand_delta)::bigint, sum(reserved_delta)::bigint,
+                sum(committed_delta)::bigint, sum(in_transit_delta)::bigint FROM ledger GROUP BY 1, 2",
+    )
+    .fetch_all(db)
+    .await
+    .expect("ledger");
+    rows.into_iter().map(|(s, l, a, b, c, d)| ((s, l), (a, b, c, d))).collect()
+}
+
+async fn redis_levels(app: &TestApp, skus: &[&str]) -> Levels {
+    let mut out = Levels::new();
+    for sku in skus {
+        for l in app.levels(sku).await.levels {
+            out.insert((sku.to_string(), l.location_id), (l.on_hand, l.reserved, l.committed, l.in_transit));
+        }
+    }
+    out
+}
+
+async fn count(db: &sqlx::PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(db).await.expect("count")
+}
+
+/// Reserve, commit, fulfil, release and adjust across three SKUs and two
+/// locations.
+async fn mixed_burst(app: &TestApp) {
+    app.location("WH1", 1).await;
+    app.location("WH2", 2).await;
+    for sku in ["A", "B", "C"] {
+        app.sku(sku).await;
+        app.set_on_hand(sku, "WH1", 40).await;
+        app.set_on_hand(sku, "WH2", 40).await;
+    }
+    let mut r = app.reservations();
+    for i in 0..30 {
+        let sku = ["A", "B", "C"][i % 3];
+        let order = format!("o-{i}");
+        let made = app.reserve(&order, &[(sku, 1 + (i as i64 % 4)), ("C", 1)], 0).await.expect("reserve");
+        assert_eq!(made.outcome(), proto::ReserveOutcome::Reserved, "{order}");
+        match i % 5 {
+            0 => {
+                r.commit(proto::CommitRequest { order_id: order.clone() }).await.expect("commit");
+            }
+            1 => {
+                r.fulfill(proto::FulfillRequest { order_id: order.clone() }).await.expect("fulfill");
+            }
+            2 => {
+                r.release(proto::ReleaseRequest { order_id: order.clone(), reason: "changed mind".into() })
+                    .await
+                    .expect("release");
+            }
+            3 => {
+                r.commit(proto::CommitRequest { order_id: order.clone() }).await.expect("commit");
+                r.fulfill(proto::FulfillRequest { order_id: order.clone() }).await.expect("fulfill");
+            }
+            _ => {}
+        }
+    }
+    app.stock()
+        .adjust_stock(proto::AdjustStockRequest {
+            sku: "B".into(),
+            location_id: "WH2".into(),
+            delta: -3,
+            reason: proto::AdjustmentReason::Damaged.into(),
+            operation_id: "dmg-1".into(),
+        })
+        .await
+        .expect("adjust");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_burst_of_mixed_operations_ledger_snapshot_and_redis_agree() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let db = app.db().await;
+
+    // Act
+    mixed_burst(&app).await;
+    app.wait_reconciled().await;
+
+    // Assert
+    let redis = redis_levels(&app, &["A", "B", "C"]).await;
+    let snap = snapshot(&db).await;
+    let ledger = ledger_replayed(&db).await;
+    assert_eq!(snap, redis, "the snapshot equals Redis");
+    assert_eq!(ledger, snap, "the ledger replayed from zero equals the snapshot");
+    assert_eq!(snap.len(), 6);
+    assert_eq!(count(&db, "SELECT count(*) FROM reservations").await, 30);
+    assert_eq!(count(&db, "SELECT count(*) FROM reservations WHERE status = 'RELEASED'").await, 6);
+    assert_eq!(count(&db, "SELECT count(*) FROM reservations WHERE status = 'FULFILLED'").await, 12);
+    assert_eq!(count(&db, "SELECT count(*) FROM reservations WHERE status = 'COMMITTED'").await, 6);
+    assert_eq!(count(&db, "SELECT count(*) FROM reservations WHERE status = 'ACTIVE'").await, 6);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM reservation_history WHERE order_id = 'o-3'").await,
+        3,
+        "ACTIVE, COMMITTED, FULFILLED"
+    );
+    let drift = stockd::ledger::check_drift(&app.engine, &db).await.expect("check");
+    assert!(drift.mismatches.is_empty(), "{:?}", drift.mismatches);
+    assert_eq!(drift.checked, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_replayed_after_a_crash_between_commit_and_acknowledge_inserts_nothing_twice() {
+    // Arrange: no reconciler in the app; the test drives one by hand.
+    let app = TestApp::spawn_with(|c| c.reconciler_enabled = false).await;
+    let db = app.db().await;
+    mixed_burst(&app).await;
+    let settings = ReconcilerSettings {
+        interval: std::time::Duration::from_millis(50),
+        batch: 1000,
+        lag_alert: std::time::Duration::from_secs(60),
+    };
+    let first = Reconciler::new(app.engine.clone(), db.clone(), settings.clone(), Arc::default());
+    first.ensure_groups().await.expect("groups");
+    let mut first = first;
+
+    // Act: read and write, then "crash" before acknowledging.
+    let batch = first.read_batch().await.expect("read");
+    let applied = first.apply(&batch).await.expect("apply");
+    drop(first);
+    let rows_after_first = count(&db, "SELECT count(*) FROM ledger").await;
+    // A new leader reads the unacknowledged entries again and writes them.
+    let mut second = Reconciler::new(app.engine.clone(), db.clone(), settings, Arc::default());
+    let rewritten = second.try_execute_task().await.expect("replay");
+    while second.try_execute_task().await.expect("drain") > 0 {}
+
+    // Assert
+    assert!(applied.ledger_rows > 0);
+    assert_eq!(rows_after_first, applied.ledger_rows as i64);
+    assert_eq!(rewritten, 0, "the replay inserted nothing");
+    assert_eq!(count(&db, "SELECT count(*) FROM ledger").await, rows_after_first, "no row twice");
+    assert_eq!(app.stream_backlog().await, 0, "acknowledged and trimmed");
+    assert_eq!(snapshot(&db).await, redis_levels(&app, &["A", "B", "C"]).await);
+    assert_eq!(ledger_replayed(&db).await, snapshot(&db).await);
+}
+
+#[tokio::test]
+async fn list_movements_pages_through_the_ledger_newest_first() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    app.stocked("A", 10).await;
+    for i in 0..4 {
+        app.reserve(&format!("o-{i}"), &[("A", 1)], 0).await.expect("reserve");
+    }
+    app.reservations().commit(proto::CommitRequest { order_id: "o-3".into() }).await.expect("commit");
+    app.wait_reconciled().await;
+    let page = |token: String| proto::ListMovementsRequest {
+        sku: "A".into(),
+        location_id: String::new(),
+        page_size: 2,
+        page_token: token,
+    };
+
+    // Act
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let r = app.stock().list_movements(page(token)).await.expect("page").into_inner();
+        assert!(r.movements.len() <= 2);
+        all.extend(r.movements);
+        if r.next_page_token.is_empty() {
+            break;
+        }
+        token = r.next_page_token;
+    }
+
+    // Assert: set on hand, four reserves, one commit; newest first.
+    let kinds: Vec<MovementKind> = all.iter().map(|m| m.kind()).collect();
+    assert_eq!(
+        kinds,
+        [
+            MovementKind::Commit,
+            MovementKind::Reserve,
+            MovementKind::Reserve,
+            MovementKind::Reserve,
+            MovementKind::Reserve,
+            MovementKind::Adjust
+        ]
+    );
+    assert_eq!((all[0].order_id.as_str(), all[0].reserved_delta, all[0].committed_delta), ("o-3", -1, 1));
+    assert_eq!((all[5].on_hand_delta, all[5].reason.as_str()), (10, "import"));
+    let bad = app
+        .stock()
+        .list_movements(proto::ListMovementsRequest { sku: "a b".into(), ..Default::default() })
+        .await
+        .expect_err("bad sku");
+    assert_eq!(common::violated_fields(&bad), ["sku"]);
+    let bad = app.stock().list_movements(page("zz".into())).await.expect_err("bad token");
+    assert_eq!(common::violated_fields(&bad), ["page_token"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drift_check_repairs_a_damaged_snapshot_from_the_ledger_and_refuses_to_guess_otherwise() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let db = app.db().await;
+    app.stocked("A", 10).await;
+    app.sku("B").await;
+    app.set_on_hand("B", "WH1", 7).await;
+    app.wait_reconciled().await;
+    sqlx::query("UPDATE stock_levels SET on_hand = 99 WHERE sku = 'A'").execute(&db).await.expect("damage");
+    sqlx::query("UPDATE ledger SET on_hand_delta = 5 WHERE sku = 'B'").execute(&db).await.expect("damage");
+
+    // Act
+    let report = stockd::ledger::check_drift(&app.engine, &db).await.expect("check");
+    let (repaired, refused) = stockd::ledger::repair_snapshot(&db, &report).await.expect("repair");
+
+    // Assert
+    let skus = |ms: &[stockd::ledger::Mismatch]| ms.iter().map(|m| m.sku.clone()).collect::<Vec<_>>();
+    assert_eq!(skus(&report.mismatches), ["A", "B"]);
+    assert_eq!(skus(&repaired), ["A"], "the ledger agrees with Redis for A");
+    assert_eq!(skus(&refused), ["B"], "the ledger itself is wrong for B");
+    assert_eq!(snapshot(&db).await.get(&("A".into(), "WH1".into())), Some(&(10, 0, 0, 0)));
+    let again = stockd::ledger::check_drift(&app.engine, &db).await.expect("check");
+    assert_eq!(skus(&again.mismatches), ["B"]);
+}
+
+/// The stockd binary with a test config in its environment.
+fn stockd(config: &Config) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stockd"));
+    cmd.env("REDIS_URL", &config.redis_url)
+        .env("DATABASE_URL", &config.database_url)
+        .env("STOCKD_DATABASE_SCHEMA", config.database_schema.clone().unwrap_or_default())
+        .env("STOCKD_REDIS_PREFIX", &config.redis_prefix)
+        .env("STOCKD_PARTITIONS", config.partitions.to_string())
+        .env("STOCKD_LOG", "warn");
+    cmd
+}
+
+fn write_file(name: &str, content: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("stockd-{}-{name}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&path, content).expect("write");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn importing_a_file_with_bad_rows_changes_nothing_and_names_every_bad_line() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    let file =
+        write_file("bad.csv", "sku,name,location,on_hand\nA,Tee,WH1,5\nB B,Mug,WH1,1\nC,Cap,WH1,lots\nA,Tee,WH1,2\n");
+
+    // Act
+    let out = stockd(&app.config).arg("import").arg(&file).arg("--quiet").output().expect("runs");
+
+    // Assert
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for line in ["line 3:", "line 4:", "line 5:"] {
+        assert!(stderr.contains(line), "{line} in {stderr}");
+    }
+    assert!(!stderr.contains("line 2:"), "{stderr}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    let skus = app.catalog().list_skus(proto::ListSkusRequest::default()).await.expect("list").into_inner();
+    assert!(skus.skus.is_empty());
+    assert!(!app.levels("A").await.known);
+    let _ = std::fs::remove_file(file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_row_import_completes_once_and_export_round_trips_exactly() {
+    // Arrange: 50,000 SKUs at two locations.
+    let app = TestApp::spawn().await;
+    let mut csv = String::from("sku,name,location,on_hand,unit_price,unit_cost,supplier_id\n");
+    for i in 0..50_000 {
+        for (loc, qty) in [("WH-A", i % 97), ("WH-B", (i * 7) % 31)] {
+            csv.push_str(&format!("SKU-{i:05},Item {i},{loc},{qty},{}.99,{}.5,sup-{}\n", i % 50, i % 20, i % 9));
+        }
+    }
+    let file = write_file("big.csv", &csv);
+
+    // Act
+    let started = Instant::now();
+    let first = stockd(&app.config).arg("import").arg(&file).arg("--quiet").output().expect("runs");
+    let took = started.elapsed();
+    let second = stockd(&app.config).arg("import").arg(&file).arg("--quiet").output().expect("runs");
+
+    // Assert
+    let said = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    println!("imported 100,000 rows in {took:.1?}: {}", said(&first).trim());
+    assert!(said(&first).contains("imported 100000 rows (50000 SKUs)"), "{}", said(&first));
+    assert!(said(&first).contains("100000 set, 0 already applied"), "{}", said(&first));
+    assert!(second.status.success());
+    assert!(said(&second).contains("0 set, 100000 already applied"), "{}", said(&second));
+    let probe = app.levels("SKU-01234").await;
+    let at = |loc: &str| probe.levels.iter().find(|l| l.location_id == loc).map(|l| l.on_hand);
+    assert_eq!((at("WH-A"), at("WH-B")), (Some(1234 % 97), Some((1234 * 7) % 31)));
+
+    // Export, import into a fresh store, export again: the same file.
+    let exported = stockd(&app.config).arg("export").output().expect("runs");
+    assert!(exported.status.success(), "{}", String::from_utf8_lossy(&exported.stderr));
+    let exported = String::from_utf8(exported.stdout).expect("utf-8");
+    assert_eq!(exported.lines().count(), 100_001);
+    let fresh = TestApp::spawn().await;
+    let copy = write_file("export.csv", &exported);
+    let back = stockd(&fresh.config).arg("import").arg(&copy).arg("--quiet").output().expect("runs");
+    assert!(back.status.success(), "{}", String::from_utf8_lossy(&back.stderr));
+    let again = stockd(&fresh.config).arg("export").output().expect("runs");
+    assert_eq!(String::from_utf8(again.stdout).expect("utf-8"), exported, "round trip is exact");
+    let _ = (std::fs::remove_file(file), std::fs::remove_file(copy));
+}
