@@ -64,6 +64,27 @@ pub struct Config {
     pub drift_check_interval: Duration,
     /// `STOCKD_HEALTH_INTERVAL`, default `1s`: how often backends are probed for health.
     pub health_interval: Duration,
+    /// `STOCKD_REQUEST_TIMEOUT`, default `5s`: a gRPC call running longer is
+    /// cancelled (DEADLINE_EXCEEDED / CANCELLED).
+    pub request_timeout: Duration,
+    /// `STOCKD_MAX_CONCURRENT_REQUESTS`, default 1024: calls in progress at
+    /// once; beyond it calls are refused at once with RESOURCE_EXHAUSTED.
+    pub max_concurrent_requests: usize,
+    /// `STOCKD_SHUTDOWN_GRACE`, default `20s`: on SIGTERM, how long in-flight
+    /// calls may take to finish (keep it below terminationGracePeriodSeconds).
+    pub shutdown_grace: Duration,
+    /// `STOCKD_AUTH_TOKENS_FILE`: bearer tokens and their roles, one
+    /// `<role> <token>` per line (roles: checkout, admin). Unset: no token
+    /// checks (local use).
+    pub auth_tokens_file: Option<std::path::PathBuf>,
+    /// `STOCKD_TLS_CERT` and `STOCKD_TLS_KEY`: PEM server certificate and key;
+    /// both set turns TLS on.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// See `tls_cert`.
+    pub tls_key: Option<std::path::PathBuf>,
+    /// `STOCKD_TLS_CLIENT_CA`: PEM CA; when set, clients must present a
+    /// certificate it signed (mutual TLS).
+    pub tls_client_ca: Option<std::path::PathBuf>,
     /// `STOCKD_LOG`, default `info`: a tracing filter (e.g. `stockd=debug,info`).
     pub log_filter: String,
     /// `STOCKD_LOG_FORMAT`, `text` (default) or `json`.
@@ -94,6 +115,13 @@ impl Default for Config {
             reconcile_lag_alert: Duration::from_secs(5),
             drift_check_interval: Duration::from_secs(300),
             health_interval: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(5),
+            max_concurrent_requests: 1024,
+            shutdown_grace: Duration::from_secs(20),
+            auth_tokens_file: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
             log_filter: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -163,6 +191,23 @@ impl Config {
             _ => Err("must be a positive integer".into()),
         })?;
         parse(&get, "STOCKD_HEALTH_INTERVAL", &mut c.health_interval, positive_duration)?;
+        parse(&get, "STOCKD_REQUEST_TIMEOUT", &mut c.request_timeout, positive_duration)?;
+        parse(&get, "STOCKD_MAX_CONCURRENT_REQUESTS", &mut c.max_concurrent_requests, |v| match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err("must be a positive integer".into()),
+        })?;
+        parse(&get, "STOCKD_SHUTDOWN_GRACE", &mut c.shutdown_grace, parse_duration)?;
+        let path = |var: &str| get(var).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+        c.auth_tokens_file = path("STOCKD_AUTH_TOKENS_FILE");
+        c.tls_cert = path("STOCKD_TLS_CERT");
+        c.tls_key = path("STOCKD_TLS_KEY");
+        c.tls_client_ca = path("STOCKD_TLS_CLIENT_CA");
+        if c.tls_cert.is_some() != c.tls_key.is_some() {
+            return Err(err("STOCKD_TLS_CERT", "", "STOCKD_TLS_CERT and STOCKD_TLS_KEY go together"));
+        }
+        if c.tls_client_ca.is_some() && c.tls_cert.is_none() {
+            return Err(err("STOCKD_TLS_CLIENT_CA", "", "needs STOCKD_TLS_CERT and STOCKD_TLS_KEY"));
+        }
         parse(&get, "STOCKD_DRIFT_CHECK_INTERVAL", &mut c.drift_check_interval, positive_duration)?;
         parse(&get, "STOCKD_RECONCILER", &mut c.reconciler_enabled, |v| match v {
             "on" | "true" | "1" => Ok(true),

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - `auth`: optional TLS and bearer tokens with roles (checkout, admin).
 //! - `domain`: identifiers, quantities, levels and reservations, parsed once at
 //!   the edge; no I/O, no protobuf.
 //! - `reservation`: the engine. Every change to a stock number is one Lua
@@ -22,6 +23,7 @@
 //! - `startup`: builds and runs the server; `local`: the zero-config demo mode.
 //! - `telemetry`: logging.
 
+pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod config;
