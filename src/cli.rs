@@ -108,7 +108,7 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
 async fn backends(config: &Config) -> anyhow::Result<(sqlx::PgPool, std::sync::Arc<crate::reservation::Engine>)> {
     let db = db::connect(config).await?;
     db::check_migrated(&db).await?;
-    let engine = crate::startup::connect_engine(config, &db).await?;
+    let engine = crate::startup::connect_engine(config, &db, crate::metrics::Metrics::new()?).await?;
     Ok((db, engine))
 }
 

@@ -21,7 +21,8 @@
 //! - `db`: the Postgres pool, migrations and store-wide settings.
 //! - `config`: settings from the environment (each documents its variable).
 //! - `startup`: builds and runs the server; `local`: the zero-config demo mode.
-//! - `telemetry`: logging.
+//! - `telemetry`: logging; `metrics`: the Prometheus series; `http`: the
+//!   HTTP side (/metrics, /healthz, /readyz).
 
 pub mod auth;
 pub mod catalog;
@@ -30,8 +31,10 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod grpc;
+pub mod http;
 pub mod ledger;
 pub mod local;
+pub mod metrics;
 pub mod reconcile;
 pub mod recovery;
 pub mod reservation;

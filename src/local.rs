@@ -31,7 +31,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     db::ensure_database(&config.database_url).await?;
     let pool = db::connect(&config).await?;
     db::migrate(&pool, &config).await?;
-    let engine = connect_engine(&config, &pool).await?;
+    let engine = connect_engine(&config, &pool, crate::metrics::Metrics::new()?).await?;
 
     let locations = LocationStore::new(pool.clone());
     for (id, name, priority) in LOCATIONS {

@@ -1,9 +1,15 @@
-//! Builds the application: connects the backends, binds the gRPC listener
-//! first (so tests can ask for port 0 and read `port()`), then serves until
-//! told to stop, with the background workers beside it.
+//! Builds the application: connects the backends, binds the gRPC and HTTP
+//! listeners first (so tests can ask for port 0 and read `port()`), then
+//! serves until told to stop, with the background workers beside it.
+//!
+//! Shutdown (SIGTERM/SIGINT, or the token in tests) goes in this order:
+//! health NOT_SERVING and /readyz 503 first, then the listener stops
+//! accepting and in-flight calls finish (at most `STOCKD_SHUTDOWN_GRACE`),
+//! then the workers stop and the pools close.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,13 +19,15 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
+use crate::auth::{AuthLayer, tls_config};
 use crate::catalog::{LocationCache, LocationStore, SkuStore};
 use crate::config::Config;
 use crate::db;
 use crate::grpc::proto::catalog_service_server::CatalogServiceServer;
 use crate::grpc::proto::reservation_service_server::ReservationServiceServer;
 use crate::grpc::proto::stock_service_server::StockServiceServer;
-use crate::grpc::{self, CatalogApi, HealthMonitor, ReservationApi, StockApi};
+use crate::grpc::{self, CatalogApi, GuardLayer, HealthMonitor, ReservationApi, StockApi};
+use crate::metrics::Metrics;
 use crate::reconcile::{Reconciler, ReconcilerSettings};
 use crate::recovery::Recovery;
 use crate::reservation::{Engine, EngineSettings, Keys, Sweeper};
@@ -27,11 +35,15 @@ use crate::state::AppState;
 
 /// How often the location cache is re-read from Postgres.
 const LOCATION_REFRESH: Duration = Duration::from_secs(5);
+/// How long workers get to stop once the server has.
+const WORKER_STOP: Duration = Duration::from_secs(5);
 
 /// A built, bound, not yet serving stockd.
 pub struct Application {
     listener: TcpListener,
+    http_listener: TcpListener,
     addr: SocketAddr,
+    http_addr: SocketAddr,
     state: AppState,
     db: PgPool,
     config: Config,
@@ -49,12 +61,13 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
     }
 }
 
-/// Connects the engine for a store whose Postgres is `db`. A fresh store, or
-/// a Redis that lost it, is set up from Postgres before this returns.
-pub async fn connect_engine(config: &Config, db: &PgPool) -> anyhow::Result<Arc<Engine>> {
+/// Connects the engine for a store whose Postgres is `db`, counting into
+/// `metrics`. A fresh store, or a Redis that lost it, is set up from Postgres
+/// before this returns.
+pub async fn connect_engine(config: &Config, db: &PgPool, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Engine>> {
     let partitions = db::partition_count(db, config.partitions).await?;
     let keys = Keys::new(&config.redis_prefix, partitions).map_err(anyhow::Error::msg)?;
-    let engine = Engine::new(&config.redis_url, keys, engine_settings(config))?;
+    let engine = Engine::new(&config.redis_url, keys, engine_settings(config))?.with_metrics(metrics);
     engine.ping().await.with_context(|| format!("cannot reach Redis at {}", db::redact(&config.redis_url)))?;
     let engine = Arc::new(engine);
     Recovery::new(engine.clone(), db.clone(), config.health_interval).ensure().await.context("restoring redis")?;
@@ -63,11 +76,13 @@ pub async fn connect_engine(config: &Config, db: &PgPool) -> anyhow::Result<Arc<
 
 impl Application {
     /// Connects Postgres (which must be migrated) and Redis, and binds the
-    /// gRPC address. Fails with a clear message when either backend is down.
+    /// gRPC and HTTP addresses. Fails with a clear message when either
+    /// backend is down or a setting is wrong.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let metrics = Metrics::new().context("registering metrics")?;
         let db = db::connect(&config).await?;
         db::check_migrated(&db).await?;
-        let engine = connect_engine(&config, &db).await?;
+        let engine = connect_engine(&config, &db, metrics.clone()).await?;
         let locations = LocationStore::new(db.clone());
         let location_cache = LocationCache::new(locations.clone());
         location_cache.refresh().await.context("reading locations")?;
@@ -78,12 +93,18 @@ impl Application {
             location_cache,
             db: db.clone(),
             reconcile: Arc::default(),
+            metrics,
+            hot_path: Arc::new(AtomicBool::new(true)),
         };
         let listener = TcpListener::bind(config.grpc_addr)
             .await
             .with_context(|| format!("cannot listen on STOCKD_GRPC_ADDR={}", config.grpc_addr))?;
+        let http_listener = TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("cannot listen on STOCKD_HTTP_ADDR={}", config.http_addr))?;
         let addr = listener.local_addr()?;
-        Ok(Self { listener, addr, state, db, config })
+        let http_addr = http_listener.local_addr()?;
+        Ok(Self { listener, http_listener, addr, http_addr, state, db, config })
     }
 
     /// The bound gRPC port (useful when the config asked for port 0).
@@ -96,35 +117,52 @@ impl Application {
         self.addr
     }
 
+    /// The bound HTTP address (metrics and probes).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
     /// The shared handles (tests use the engine directly).
     pub fn state(&self) -> &AppState {
         &self.state
     }
 
-    /// Serves gRPC and runs the workers until `shutdown` is cancelled. Health
-    /// goes NOT_SERVING first, then in-flight calls finish.
+    /// Serves gRPC and HTTP and runs the workers until `shutdown` is
+    /// cancelled, then shuts down in the order the module docs give.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Application { listener, addr, state, db, config } = self;
-        let (reporter, health_service) = tonic_health::server::health_reporter();
-        let monitor = HealthMonitor::new(reporter, state.engine.clone(), db.clone(), config.health_interval);
-        monitor.try_execute_task().await;
+        let Application { listener, http_listener, addr, http_addr: _, state, db, config } = self;
+        let tls = tls_config(&config)?;
+        let auth = AuthLayer::from_config(&config)?;
 
-        let workers = CancellationToken::new();
-        let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(monitor.run_until_stopped(workers.clone()));
-        tasks.spawn(Sweeper::new(state.engine.clone(), config.sweep_interval).run_until_stopped(workers.clone()));
-        tasks.spawn(state.location_cache.clone().run_until_stopped(LOCATION_REFRESH, workers.clone()));
-        let reconciler = Reconciler::new(
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let monitor = HealthMonitor::new(
+            reporter.clone(),
             state.engine.clone(),
             db.clone(),
-            ReconcilerSettings {
-                interval: config.reconcile_interval,
-                batch: config.reconcile_batch,
-                lag_alert: config.reconcile_lag_alert,
-            },
-            state.reconcile.clone(),
+            config.health_interval,
+            state.hot_path.clone(),
         );
+        monitor.try_execute_task().await;
+
+        // Workers stop after the server; the health monitor stops first of all.
+        let workers = CancellationToken::new();
+        let monitor_stop = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(monitor.run_until_stopped(monitor_stop.clone()));
+        tasks.spawn(Sweeper::new(state.engine.clone(), config.sweep_interval).run_until_stopped(workers.clone()));
+        tasks.spawn(state.location_cache.clone().run_until_stopped(LOCATION_REFRESH, workers.clone()));
+        tasks.spawn(crate::http::serve(http_listener, state.clone(), state.metrics.clone(), workers.clone()));
         if config.reconciler_enabled {
+            let reconciler = Reconciler::new(
+                state.engine.clone(),
+                db.clone(),
+                ReconcilerSettings {
+                    interval: config.reconcile_interval,
+                    batch: config.reconcile_batch,
+                    lag_alert: config.reconcile_lag_alert,
+                },
+                state.reconcile.clone(),
+            );
             tasks.spawn(reconciler.run_until_stopped(workers.clone()));
             tasks.spawn(crate::ledger::run_drift_checks(
                 state.engine.clone(),
@@ -151,27 +189,59 @@ impl Application {
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
 
-        tracing::info!(%addr, "stockd serving gRPC");
-        let stopping = {
-            let workers = workers.clone();
+        // Health goes NOT_SERVING before the listener stops accepting.
+        let stop_accepting = CancellationToken::new();
+        let draining = {
+            let stop_accepting = stop_accepting.clone();
+            let hot_path = state.hot_path.clone();
             async move {
                 shutdown.cancelled().await;
-                tracing::info!("shutting down: health NOT_SERVING, finishing in-flight calls");
-                workers.cancel();
+                tracing::info!("shutting down: health NOT_SERVING, then finishing in-flight calls");
+                monitor_stop.cancel();
+                hot_path.store(false, Ordering::SeqCst);
+                for s in grpc::HEALTH_SERVICES {
+                    reporter.set_service_status(s, tonic_health::ServingStatus::NotServing).await;
+                }
+                stop_accepting.cancel();
             }
         };
-        let served = Server::builder()
+        tokio::spawn(draining);
+
+        let mut builder = Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).context("TLS settings")?;
+        }
+        let router = builder
+            .timeout(config.request_timeout)
+            .layer(GuardLayer::new(config.max_concurrent_requests, state.metrics.clone()))
+            .layer(tower::util::option_layer(auth))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(ReservationServiceServer::new(ReservationApi::new(state.clone())))
             .add_service(StockServiceServer::new(StockApi::new(state.clone())))
-            .add_service(CatalogServiceServer::new(CatalogApi::new(state.clone())))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping)
-            .await;
+            .add_service(CatalogServiceServer::new(CatalogApi::new(state.clone())));
+        tracing::info!(%addr, tls = config.tls_cert.is_some(), tokens = config.auth_tokens_file.is_some(), "stockd serving gRPC");
+        let grace = config.shutdown_grace;
+        let stopped = stop_accepting.clone();
+        let serve = router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move { stopped.cancelled().await });
+        tokio::pin!(serve);
+        // Serve until stopped; once stopping, in-flight calls get `grace`.
+        let served = tokio::select! {
+            r = &mut serve => r,
+            _ = stop_accepting.cancelled() => match tokio::time::timeout(grace, &mut serve).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(?grace, "in-flight calls did not finish within the shutdown grace; exiting");
+                    Ok(())
+                }
+            },
+        };
         workers.cancel();
-        while tasks.join_next().await.is_some() {}
+        let _ = tokio::time::timeout(WORKER_STOP, async { while tasks.join_next().await.is_some() {} }).await;
         db.close().await;
+        tracing::info!("stockd stopped");
         served.context("gRPC server failed")
     }
 }

@@ -1,10 +1,12 @@
 //! What the handlers share.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::PgPool;
 
 use crate::catalog::{LocationCache, LocationStore, SkuStore};
+use crate::metrics::Metrics;
 use crate::reconcile::ReconcileStats;
 use crate::reservation::Engine;
 
@@ -23,4 +25,16 @@ pub struct AppState {
     pub db: PgPool,
     /// Reconciler counters (lag, events).
     pub reconcile: Arc<ReconcileStats>,
+    /// The exported series.
+    pub metrics: Arc<Metrics>,
+    /// Whether the hot path was ready at the last health probe (false from
+    /// the moment a shutdown starts).
+    pub hot_path: Arc<AtomicBool>,
+}
+
+impl AppState {
+    /// Whether the hot path is ready (Redis answers and holds the store).
+    pub fn hot_path_up(&self) -> bool {
+        self.hot_path.load(Ordering::Relaxed) && self.engine.is_ready()
+    }
 }

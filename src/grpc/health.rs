@@ -3,6 +3,7 @@
 //! cannot take checkout down; CatalogService follows Postgres.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -16,6 +17,8 @@ use crate::reservation::Engine;
 pub const HOT_PATH: [&str; 3] = ["", "inventory.v1.ReservationService", "inventory.v1.StockService"];
 /// Services whose health follows Postgres.
 pub const POSTGRES: [&str; 1] = ["inventory.v1.CatalogService"];
+/// Every name the health service answers for.
+pub const HEALTH_SERVICES: [&str; 4] = [HOT_PATH[0], HOT_PATH[1], HOT_PATH[2], POSTGRES[0]];
 
 /// Probes the backends and reports each service's status.
 pub struct HealthMonitor {
@@ -23,6 +26,8 @@ pub struct HealthMonitor {
     engine: Arc<Engine>,
     db: PgPool,
     interval: Duration,
+    /// The hot path's readiness, shared with /readyz.
+    hot_path: Arc<AtomicBool>,
 }
 
 fn serving(up: bool) -> ServingStatus {
@@ -31,8 +36,14 @@ fn serving(up: bool) -> ServingStatus {
 
 impl HealthMonitor {
     /// A monitor reporting through `reporter` every `interval`.
-    pub fn new(reporter: HealthReporter, engine: Arc<Engine>, db: PgPool, interval: Duration) -> Self {
-        Self { reporter, engine, db, interval }
+    pub fn new(
+        reporter: HealthReporter,
+        engine: Arc<Engine>,
+        db: PgPool,
+        interval: Duration,
+        hot_path: Arc<AtomicBool>,
+    ) -> Self {
+        Self { reporter, engine, db, interval, hot_path }
     }
 
     /// Probes once and updates every status. Returns (redis up, postgres up).
@@ -54,6 +65,7 @@ impl HealthMonitor {
         )
         .await
         .is_ok_and(|r| r.is_ok());
+        self.hot_path.store(redis_up, Ordering::SeqCst);
         for s in HOT_PATH {
             self.reporter.set_service_status(s, serving(redis_up)).await;
         }
@@ -61,13 +73,6 @@ impl HealthMonitor {
             self.reporter.set_service_status(s, serving(pg_up)).await;
         }
         (redis_up, pg_up)
-    }
-
-    /// Marks every service NOT_SERVING (first step of a shutdown).
-    pub async fn set_all_not_serving(&self) {
-        for s in HOT_PATH.iter().chain(POSTGRES.iter()) {
-            self.reporter.set_service_status(*s, ServingStatus::NotServing).await;
-        }
     }
 
     /// Probes every interval until stopped, logging changes.
@@ -89,6 +94,5 @@ impl HealthMonitor {
             }
             last = now;
         }
-        self.set_all_not_serving().await;
     }
 }

@@ -6,11 +6,13 @@ mod catalog;
 mod convert;
 mod error;
 mod health;
+mod middleware;
 mod reservation;
 mod stock;
 
 pub use catalog::CatalogApi;
-pub use health::HealthMonitor;
+pub use health::{HEALTH_SERVICES, HealthMonitor};
+pub use middleware::GuardLayer;
 pub use reservation::ReservationApi;
 pub use stock::StockApi;
 

@@ -61,7 +61,7 @@ fn reservation(r: crate::domain::Reservation) -> Option<proto::Reservation> {
 
 #[tonic::async_trait]
 impl ReservationService for ReservationApi {
-    #[tracing::instrument(skip_all, fields(order_id = %request.get_ref().order_id))]
+    #[tracing::instrument(skip_all, fields(order_id = %request.get_ref().order_id, outcome))]
     async fn reserve(
         &self,
         request: Request<proto::ReserveRequest>,
@@ -78,6 +78,15 @@ impl ReservationService for ReservationApi {
             }
         }
         let outcome = self.state.engine.reserve(&req, &self.state.location_cache.order()).await?;
+        let label = match &outcome {
+            ReserveOutcome::Reserved(_) => "reserved",
+            ReserveOutcome::Existing(_) => "existing",
+            ReserveOutcome::InsufficientStock(_) => "insufficient_stock",
+            ReserveOutcome::StopSell(_) => "stop_sell",
+            ReserveOutcome::UnknownSku(_) => "unknown_sku",
+        };
+        self.state.metrics.reservations.with_label_values(&[label]).inc();
+        tracing::Span::current().record("outcome", label);
         use proto::ReserveOutcome as O;
         let resp = match outcome {
             ReserveOutcome::Reserved(r) | ReserveOutcome::Existing(r) => {

@@ -40,6 +40,8 @@ pub struct ReconcileStats {
     pub lag_ms: AtomicI64,
     /// Events written to Postgres (ledger rows), in total.
     pub events: AtomicU64,
+    /// Expiry events written to the ledger, in total.
+    pub expiries: AtomicU64,
     /// Batches that failed and will be retried.
     pub failures: AtomicU64,
     /// Whether this process leads the reconciler now.
@@ -178,6 +180,7 @@ impl Reconciler {
     pub async fn apply(&self, batch: &Batch) -> anyhow::Result<Applied> {
         let applied = apply_batch(&self.db, &batch.events).await?;
         self.stats.events.fetch_add(applied.ledger_rows, Ordering::Relaxed);
+        self.stats.expiries.fetch_add(applied.expiries, Ordering::Relaxed);
         let oldest = batch
             .events
             .iter()

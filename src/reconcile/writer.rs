@@ -16,6 +16,8 @@ pub struct Applied {
     pub ledger_rows: u64,
     /// SKU-locations whose snapshot moved.
     pub levels: u64,
+    /// Of the new ledger rows, expiries.
+    pub expiries: u64,
 }
 
 /// A stock event with its stream position.
@@ -52,7 +54,8 @@ pub async fn apply_batch(db: &PgPool, events: &[(StreamPos, Event)]) -> Result<A
     record_operations(&mut tx, &fresh).await?;
     apply_other(&mut tx, events).await?;
     tx.commit().await?;
-    Ok(Applied { ledger_rows: fresh.len() as u64, levels })
+    let expiries = fresh.iter().filter(|(_, e)| e.kind == "expire").count() as u64;
+    Ok(Applied { ledger_rows: fresh.len() as u64, levels, expiries })
 }
 
 /// Inserts ledger rows; returns the events that were new.

@@ -3,21 +3,23 @@
 //! reply into domain types.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use deadpool_redis::{Manager, Pool, Runtime};
-use redis::{AsyncConnectionConfig, Script, Value};
+use redis::{AsyncConnectionConfig, Value};
 use serde::Deserialize;
 
 use super::EngineError;
 use super::keys::Keys;
 use super::reply::Reply;
-use super::scripts::SCRIPTS;
+use super::scripts::{NamedScript, SCRIPTS};
 use crate::domain::{
     Levels, LocationId, LocationLevels, OperationId, OrderId, ReleaseReason, Reservation, ReservationStatus,
     ReserveOutcome, ReserveRequest, Shortage, Sku, SkuLevels, Ttl,
 };
+use crate::metrics::Metrics;
 
 /// Tunables of the engine, from `Config`.
 #[derive(Debug, Clone)]
@@ -85,6 +87,8 @@ pub struct Engine {
     ready: AtomicBool,
     /// Wakes the rebuild watcher when a script finds a missing marker.
     lost: tokio::sync::Notify,
+    /// Where script latency and errors are counted (none in bare tests).
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// What one partition gets back from Postgres in a rebuild.
@@ -141,7 +145,19 @@ impl Engine {
             clock_offset_ms: AtomicI64::new(0),
             ready: AtomicBool::new(false),
             lost: tokio::sync::Notify::new(),
+            metrics: None,
         })
+    }
+
+    /// Counts script latency and errors in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Where this engine counts (none in bare tests).
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
     }
 
     /// The key builder of this store.
@@ -206,7 +222,7 @@ impl Engine {
     /// rebuild.
     async fn run(
         &self,
-        script: &Script,
+        script: &NamedScript,
         keys: &[String],
         nparts: usize,
         args: &[String],
@@ -230,12 +246,13 @@ impl Engine {
     /// Runs a script with its keys; `args` follow the three common arguments.
     async fn run_unguarded(
         &self,
-        script: &Script,
+        script: &NamedScript,
         keys: &[String],
         nparts: usize,
         args: &[String],
     ) -> Result<Value, EngineError> {
-        let mut inv = script.prepare_invoke();
+        let started = std::time::Instant::now();
+        let mut inv = script.script.prepare_invoke();
         for k in keys {
             inv.key(k);
         }
@@ -243,7 +260,14 @@ impl Engine {
         for a in args {
             inv.arg(a);
         }
-        self.with_conn(async |c| Ok(inv.invoke_async::<Value>(c).await?)).await
+        let result = self.with_conn(async |c| Ok(inv.invoke_async::<Value>(c).await?)).await;
+        if let Some(m) = &self.metrics {
+            m.script_duration.with_label_values(&[script.name]).observe(started.elapsed().as_secs_f64());
+            if result.is_err() {
+                m.script_errors.with_label_values(&[script.name]).inc();
+            }
+        }
+        result
     }
 
     /// A pooled connection for stream upkeep and plain reads, within the call
@@ -254,6 +278,16 @@ impl Engine {
             .await
             .map_err(|_| EngineError::Timeout(deadline))?
             .map_err(Into::into)
+    }
+
+    /// Uncommitted holds in all partitions (their expiry indexes' sizes).
+    pub async fn active_holds(&self) -> Result<u64, EngineError> {
+        let mut pipe = redis::pipe();
+        for p in 0..self.keys.partitions() {
+            pipe.cmd("ZCARD").arg(self.keys.partition(p).exp);
+        }
+        let sizes: Vec<u64> = self.with_conn(async |c| Ok(pipe.query_async(c).await?)).await?;
+        Ok(sizes.into_iter().sum())
     }
 
     /// Entries in each partition's event stream (not yet reconciled and
@@ -668,7 +702,7 @@ enum Transition {
 }
 
 impl Transition {
-    fn script(self) -> &'static Script {
+    fn script(self) -> &'static NamedScript {
         match self {
             Self::Extend => &SCRIPTS.extend,
             Self::Commit => &SCRIPTS.commit,

@@ -55,7 +55,12 @@ impl Sweeper {
             }
             match self.try_execute_task().await {
                 Ok(0) => {}
-                Ok(n) => tracing::debug!(released = n, "expired holds released"),
+                Ok(n) => {
+                    if let Some(m) = self.engine.metrics() {
+                        m.sweeper_released.inc_by(n);
+                    }
+                    tracing::debug!(released = n, "expired holds released");
+                }
                 Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
             }
         }

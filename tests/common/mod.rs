@@ -58,6 +58,8 @@ pub fn test_config() -> Config {
 /// removes its schema and keys.
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
+    /// The HTTP side (/metrics, /healthz, /readyz).
+    pub http_addr: std::net::SocketAddr,
     pub engine: Arc<Engine>,
     pub config: Config,
     pub channel: Channel,
@@ -88,6 +90,7 @@ impl TestApp {
         migrate(&config).await;
         let app = Application::build(config.clone()).await.expect("stockd builds");
         let addr = app.addr();
+        let http_addr = app.http_addr();
         let engine = app.state().engine.clone();
         let stop = CancellationToken::new();
         let handle = tokio::spawn(app.run_until_stopped(stop.clone()));
@@ -97,7 +100,7 @@ impl TestApp {
             .connect()
             .await
             .expect("connects to stockd");
-        TestApp { addr, engine, config, channel, stop, handle: Some(handle), clean_on_drop: true }
+        TestApp { addr, http_addr, engine, config, channel, stop, handle: Some(handle), clean_on_drop: true }
     }
 
     pub fn reservations(&self) -> ReservationServiceClient<Channel> {
