@@ -35,11 +35,18 @@ use crate::state::AppState;
 
 /// How often the location cache is re-read from Postgres.
 const LOCATION_REFRESH: Duration = Duration::from_secs(5);
+/// How long a shutting-down server keeps answering UNAVAILABLE before it
+/// closes its connections (bounded by the shutdown grace).
+const DRAIN_MIN: Duration = Duration::from_secs(1);
 /// How long workers get to stop once the server has.
 const WORKER_STOP: Duration = Duration::from_secs(5);
 
 /// A built, bound, not yet serving stockd.
 pub struct Application {
+    /// TLS settings, read and checked at build time (None: plaintext).
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Bearer-token checks (None: off).
+    auth: Option<AuthLayer>,
     listener: TcpListener,
     http_listener: TcpListener,
     addr: SocketAddr,
@@ -79,6 +86,9 @@ impl Application {
     /// gRPC and HTTP addresses. Fails with a clear message when either
     /// backend is down or a setting is wrong.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Access-control files first: a bad one fails before anything connects.
+        let tls = tls_config(&config)?;
+        let auth = AuthLayer::from_config(&config)?;
         let metrics = Metrics::new().context("registering metrics")?;
         let db = db::connect(&config).await?;
         db::check_migrated(&db).await?;
@@ -104,7 +114,7 @@ impl Application {
             .with_context(|| format!("cannot listen on STOCKD_HTTP_ADDR={}", config.http_addr))?;
         let addr = listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
-        Ok(Self { listener, http_listener, addr, http_addr, state, db, config })
+        Ok(Self { tls, auth, listener, http_listener, addr, http_addr, state, db, config })
     }
 
     /// The bound gRPC port (useful when the config asked for port 0).
@@ -130,9 +140,7 @@ impl Application {
     /// Serves gRPC and HTTP and runs the workers until `shutdown` is
     /// cancelled, then shuts down in the order the module docs give.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Application { listener, http_listener, addr, http_addr: _, state, db, config } = self;
-        let tls = tls_config(&config)?;
-        let auth = AuthLayer::from_config(&config)?;
+        let Application { tls, auth, listener, http_listener, addr, http_addr: _, state, db, config } = self;
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let monitor = HealthMonitor::new(
@@ -189,18 +197,31 @@ impl Application {
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
 
-        // Health goes NOT_SERVING before the listener stops accepting.
+        // Health goes NOT_SERVING and new calls are refused with UNAVAILABLE
+        // first; once the calls in progress are done (or the grace is up),
+        // the listener stops.
+        let guard = GuardLayer::new(config.max_concurrent_requests, state.metrics.clone());
         let stop_accepting = CancellationToken::new();
         let draining = {
             let stop_accepting = stop_accepting.clone();
             let hot_path = state.hot_path.clone();
+            let guard = guard.clone();
+            let grace = config.shutdown_grace;
             async move {
                 shutdown.cancelled().await;
-                tracing::info!("shutting down: health NOT_SERVING, then finishing in-flight calls");
+                tracing::info!("shutting down: health NOT_SERVING, finishing in-flight calls");
                 monitor_stop.cancel();
                 hot_path.store(false, Ordering::SeqCst);
                 for s in grpc::HEALTH_SERVICES {
                     reporter.set_service_status(s, tonic_health::ServingStatus::NotServing).await;
+                }
+                guard.start_draining();
+                // Refuse for a moment even when idle, so a client between two
+                // calls learns UNAVAILABLE rather than meeting a closed stream.
+                let refuse_for = DRAIN_MIN.min(grace);
+                let drained = async { tokio::join!(guard.drained(), tokio::time::sleep(refuse_for)) };
+                if tokio::time::timeout(grace, drained).await.is_err() {
+                    tracing::warn!(?grace, "calls still in progress at the end of the shutdown grace");
                 }
                 stop_accepting.cancel();
             }
@@ -213,7 +234,7 @@ impl Application {
         }
         let router = builder
             .timeout(config.request_timeout)
-            .layer(GuardLayer::new(config.max_concurrent_requests, state.metrics.clone()))
+            .layer(guard)
             .layer(tower::util::option_layer(auth))
             .add_service(health_service)
             .add_service(reflection_v1)

@@ -2,9 +2,12 @@
 //! latency by method and status code, and load shedding. When more calls
 //! are in progress than the limit, a new one is refused at once with
 //! RESOURCE_EXHAUSTED instead of queueing, so the service stays responsive
-//! under overload and recovers as soon as the load drops.
+//! under overload and recovers as soon as the load drops. While draining
+//! for a shutdown, new calls are refused with UNAVAILABLE (before they
+//! change anything) and `drained` tells when the calls in progress are done.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -20,13 +23,32 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 pub struct GuardLayer {
     permits: Arc<Semaphore>,
+    max_in_flight: usize,
+    draining: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
 }
 
 impl GuardLayer {
     /// At most `max_in_flight` calls at once; counts go to `metrics`.
     pub fn new(max_in_flight: usize, metrics: Arc<Metrics>) -> Self {
-        Self { permits: Arc::new(Semaphore::new(max_in_flight)), metrics }
+        Self {
+            permits: Arc::new(Semaphore::new(max_in_flight)),
+            max_in_flight,
+            draining: Arc::new(AtomicBool::new(false)),
+            metrics,
+        }
+    }
+
+    /// From now on, new calls are refused with UNAVAILABLE.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Resolves once no call is in progress.
+    pub async fn drained(&self) {
+        while self.permits.available_permits() < self.max_in_flight {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -34,7 +56,7 @@ impl<S> Layer<S> for GuardLayer {
     type Service = Guard<S>;
 
     fn layer(&self, inner: S) -> Guard<S> {
-        Guard { inner, permits: self.permits.clone(), metrics: self.metrics.clone() }
+        Guard { inner, permits: self.permits.clone(), draining: self.draining.clone(), metrics: self.metrics.clone() }
     }
 }
 
@@ -43,6 +65,7 @@ impl<S> Layer<S> for GuardLayer {
 pub struct Guard<S> {
     inner: S,
     permits: Arc<Semaphore>,
+    draining: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
 }
 
@@ -99,6 +122,7 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let started = Instant::now();
         let method = method_label(req.uri().path()).to_owned();
+        let draining = self.draining.load(Ordering::SeqCst);
         let permit = self.permits.clone().try_acquire_owned();
         // The service that was polled ready serves this call; a clone takes its place.
         let clone = self.inner.clone();
@@ -108,6 +132,9 @@ where
         Box::pin(
             async move {
                 let resp = match permit {
+                    _ if draining => {
+                        Ok(tonic::Status::unavailable("shutting down; retry on another replica").into_http())
+                    }
                     Ok(_permit) => inner.call(req).await,
                     Err(_) => {
                         metrics.overload_rejections.inc();

@@ -58,6 +58,8 @@ pub struct Batch {
     pub events: Vec<(StreamPos, Event)>,
     /// Entries that could not be parsed (logged, acknowledged, skipped).
     pub unreadable: Vec<StreamPos>,
+    /// The store generation in Redis when the batch was read.
+    pub generation: String,
 }
 
 impl Batch {
@@ -102,26 +104,35 @@ impl Reconciler {
     /// Creates the consumer group on every partition's stream (and the
     /// stream itself) where missing. Safe to repeat.
     pub async fn ensure_groups(&self) -> Result<(), EngineError> {
-        let keys = self.engine.keys().clone();
+        Self::create_groups(&self.engine).await
+    }
+
+    /// `ensure_groups` for any engine (the rebuild calls it before serving).
+    pub async fn create_groups(engine: &Engine) -> Result<(), EngineError> {
+        let keys = engine.keys().clone();
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for p in 0..keys.partitions() {
             pipe.cmd("XGROUP").arg("CREATE").arg(keys.partition(p).ev).arg(GROUP).arg("0").arg("MKSTREAM");
         }
         // BUSYGROUP answers (group exists) are expected and ignored.
-        let mut conn = self.engine.connection().await?;
+        let mut conn = engine.connection().await?;
         let _: Vec<redis::RedisResult<Value>> = pipe.query_async(&mut *conn).await?;
         Ok(())
     }
 
     /// Reads up to one batch per partition: the entries read before but not
-    /// acknowledged when some may exist, else new ones.
+    /// acknowledged when some may exist, else new ones. The batch carries the
+    /// store generation it was read under; nothing is read while Redis has
+    /// none (it is being rebuilt).
     pub async fn read_batch(&mut self) -> Result<Batch, EngineError> {
-        let batch = self.read(if self.pending { "0" } else { ">" }).await?;
+        let Some(generation) = self.engine.generation().await? else { return Ok(Batch::default()) };
+        let mut batch = self.read(if self.pending { "0" } else { ">" }).await?;
         if self.pending && batch.is_empty() {
             self.pending = false;
-            return self.read(">").await;
+            batch = self.read(">").await?;
         }
+        batch.generation = generation;
         Ok(batch)
     }
 
@@ -142,7 +153,9 @@ impl Reconciler {
         let mut conn = self.engine.connection().await?;
         let replies: Vec<Value> = match pipe.query_async(&mut *conn).await {
             Ok(r) => r,
-            Err(e) if e.code() == Some("NOGROUP") => {
+            // A pipeline reports the server's error inside its own, so the
+            // code is found in the text.
+            Err(e) if e.to_string().contains("NOGROUP") => {
                 drop(conn);
                 // A wiped or new Redis: recreate the groups, read next time.
                 self.ensure_groups().await?;
@@ -178,7 +191,7 @@ impl Reconciler {
 
     /// Writes a batch to Postgres (one transaction).
     pub async fn apply(&self, batch: &Batch) -> anyhow::Result<Applied> {
-        let applied = apply_batch(&self.db, &batch.events).await?;
+        let applied = apply_batch(&self.db, &batch.events, &batch.generation).await?;
         self.stats.events.fetch_add(applied.ledger_rows, Ordering::Relaxed);
         self.stats.expiries.fetch_add(applied.expiries, Ordering::Relaxed);
         let oldest = batch
@@ -230,6 +243,13 @@ impl Reconciler {
         }
         let result = async {
             let applied = self.apply(&batch).await?;
+            if applied.stale {
+                // Read from a Redis that has since been rebuilt: its entries
+                // are gone with it, and Postgres already has what it keeps.
+                tracing::warn!(entries = batch.events.len(), "dropping a batch read before redis was rebuilt");
+                self.pending = true;
+                return anyhow::Ok(0);
+            }
             self.ack(&batch).await?;
             anyhow::Ok(applied.ledger_rows)
         }
@@ -291,6 +311,7 @@ impl Reconciler {
                         if !l.still_held().await {
                             tracing::warn!("reconciler: lost the leader lock");
                             lock = None;
+                            self.stats.leading.store(false, Ordering::Relaxed);
                         }
                         wait
                     }

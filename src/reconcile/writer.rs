@@ -18,6 +18,9 @@ pub struct Applied {
     pub levels: u64,
     /// Of the new ledger rows, expiries.
     pub expiries: u64,
+    /// The batch was read under another store generation (Redis was
+    /// rebuilt since): nothing was written.
+    pub stale: bool,
 }
 
 /// A stock event with its stream position.
@@ -38,9 +41,18 @@ fn partition(p: &StreamPos) -> i32 {
     i32::try_from(p.partition).unwrap_or(i32::MAX)
 }
 
-/// Applies `events` (in stream order per partition) in one transaction.
-pub async fn apply_batch(db: &PgPool, events: &[(StreamPos, Event)]) -> Result<Applied, sqlx::Error> {
+/// Applies `events` (in stream order per partition), read under store
+/// `generation`, in one transaction. The generation row is taken shared
+/// first: a rebuild holds it exclusively while it reads Postgres, and a batch
+/// from before the rebuild is refused (`stale`).
+pub async fn apply_batch(db: &PgPool, events: &[(StreamPos, Event)], generation: &str) -> Result<Applied, sqlx::Error> {
     let mut tx = db.begin().await?;
+    let current: Option<String> = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'generation' FOR SHARE")
+        .fetch_optional(&mut *tx)
+        .await?;
+    if current.as_deref() != Some(generation) {
+        return Ok(Applied { stale: true, ..Applied::default() });
+    }
     let stock: Vec<Located> = events
         .iter()
         .filter_map(|(pos, e)| match e {
@@ -55,7 +67,7 @@ pub async fn apply_batch(db: &PgPool, events: &[(StreamPos, Event)]) -> Result<A
     apply_other(&mut tx, events).await?;
     tx.commit().await?;
     let expiries = fresh.iter().filter(|(_, e)| e.kind == "expire").count() as u64;
-    Ok(Applied { ledger_rows: fresh.len() as u64, levels, expiries })
+    Ok(Applied { ledger_rows: fresh.len() as u64, levels, expiries, stale: false })
 }
 
 /// Inserts ledger rows; returns the events that were new.

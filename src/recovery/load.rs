@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::PgPool;
+use sqlx::PgConnection;
 
 use crate::reservation::{HeaderRestore, Keys, PartitionRestore};
 
@@ -38,7 +38,7 @@ struct ResRow {
 /// and of ended ones still within `tombstone`, and operation ids applied
 /// within `op_retention`.
 pub async fn load_restore_data(
-    db: &PgPool,
+    db: &mut PgConnection,
     keys: &Keys,
     tombstone: Duration,
     op_retention: Duration,
@@ -48,12 +48,12 @@ pub async fn load_restore_data(
     // SKUs: the catalog, with the last reconciled levels and flags.
     let skus: Vec<(String, Option<bool>)> =
         sqlx::query_as("SELECT s.sku, f.stop_sell FROM skus s LEFT JOIN sku_flags f USING (sku) ORDER BY s.sku")
-            .fetch_all(db)
+            .fetch_all(&mut *db)
             .await?;
     let levels: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
         "SELECT sku, location_id, on_hand, reserved, committed, in_transit FROM stock_levels ORDER BY sku, location_id",
     )
-    .fetch_all(db)
+    .fetch_all(&mut *db)
     .await?;
     let mut by_sku: BTreeMap<String, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
     for (sku, loc, oh, rs, cm, it) in levels {
@@ -72,7 +72,7 @@ pub async fn load_restore_data(
          WHERE status IN ('ACTIVE', 'COMMITTED') OR updated_at > now() - make_interval(secs => $1)",
     )
     .bind(tombstone.as_secs_f64())
-    .fetch_all(db)
+    .fetch_all(&mut *db)
     .await?;
     let lines: Vec<(String, String, String, i64)> = sqlx::query_as(
         "SELECT l.order_id, l.sku, l.location_id, l.quantity FROM reservation_lines l
@@ -81,7 +81,7 @@ pub async fn load_restore_data(
          ORDER BY l.order_id, l.sku, l.location_id",
     )
     .bind(tombstone.as_secs_f64())
-    .fetch_all(db)
+    .fetch_all(&mut *db)
     .await?;
     let mut lines_of: BTreeMap<String, Vec<(String, String, i64)>> = BTreeMap::new();
     for (order, sku, loc, q) in lines {
@@ -136,7 +136,7 @@ pub async fn load_restore_data(
         "SELECT operation_id, sku, applied_at FROM applied_operations WHERE applied_at > now() - make_interval(secs => $1)",
     )
     .bind(op_retention.as_secs_f64())
-    .fetch_all(db)
+    .fetch_all(&mut *db)
     .await?;
     let keep = millis(op_retention);
     for (op, sku, at) in ops {

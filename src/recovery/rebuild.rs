@@ -11,6 +11,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::load_restore_data;
+use crate::reconcile::Reconciler;
 use crate::reservation::{Engine, PartitionRestore};
 
 /// How long one rebuild may hold the lock before another process may take over.
@@ -81,7 +82,20 @@ impl Recovery {
         let settings = self.engine.settings().clone();
         let keys = self.engine.keys().clone();
         tracing::warn!("redis does not hold the store: rebuilding from postgres");
-        let data = load_restore_data(&self.db, &keys, settings.tombstone, settings.operation_retention)
+        // The generation row is held for the whole rebuild: a reconciler
+        // batch takes it shared before writing, so none commits between the
+        // read below and the new generation, and a batch read from the old
+        // Redis is refused afterwards (its generation no longer matches).
+        sqlx::query("INSERT INTO store_meta (key, value) VALUES ('generation', '') ON CONFLICT (key) DO NOTHING")
+            .execute(&self.db)
+            .await
+            .context("recording the generation")?;
+        let mut tx = self.db.begin().await?;
+        sqlx::query("SELECT value FROM store_meta WHERE key = 'generation' FOR UPDATE")
+            .execute(&mut *tx)
+            .await
+            .context("locking the generation")?;
+        let data = load_restore_data(&mut tx, &keys, settings.tombstone, settings.operation_retention)
             .await
             .context("reading the system of record")?;
         let generation = uuid::Uuid::new_v4().to_string();
@@ -97,15 +111,14 @@ impl Recovery {
             .try_collect()
             .await
             .context("restoring partitions")?;
-        sqlx::query(
-            "INSERT INTO store_meta (key, value) VALUES ('generation', $1)
-             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-        )
-        .bind(&generation)
-        .execute(&self.db)
-        .await
-        .context("recording the generation")?;
+        Reconciler::create_groups(&self.engine).await.context("creating the stream consumer groups")?;
+        sqlx::query("UPDATE store_meta SET value = $1 WHERE key = 'generation'")
+            .bind(&generation)
+            .execute(&mut *tx)
+            .await
+            .context("recording the generation")?;
         self.engine.set_generation(&generation).await?;
+        tx.commit().await.context("recording the generation")?;
         self.engine.set_ready(true);
         let partitions = u32::try_from(written.iter().filter(|w| **w).count()).unwrap_or(u32::MAX);
         let elapsed = started.elapsed();

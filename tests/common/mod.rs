@@ -328,3 +328,169 @@ impl TestApp {
         assert!(done, "the reconciler caught up");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Access control (tests/access.rs): TLS channels, bearer tokens, test PKI.
+// ---------------------------------------------------------------------------
+
+impl TestApp {
+    /// Starts stockd like `spawn_with`, but `channel` is plain HTTP/2 and lazy
+    /// (never connected unless used): for servers that speak TLS, where the
+    /// eager plaintext connect of `spawn_on` has nothing to talk to.
+    pub async fn spawn_lazy_with(f: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = test_config();
+        f(&mut config);
+        if let Ok(filter) = std::env::var("STOCKD_TEST_LOG") {
+            stockd::telemetry::init(&filter, stockd::config::LogFormat::Text);
+        }
+        migrate(&config).await;
+        let app = Application::build(config.clone()).await.expect("stockd builds");
+        let addr = app.addr();
+        let http_addr = app.http_addr();
+        let engine = app.state().engine.clone();
+        let stop = CancellationToken::new();
+        let handle = tokio::spawn(app.run_until_stopped(stop.clone()));
+        let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
+        TestApp { addr, http_addr, engine, config, channel, stop, handle: Some(handle), clean_on_drop: true }
+    }
+}
+
+/// A TLS channel to `addr` (an IP) that trusts `ca_pem`, expects the server
+/// certificate to name `localhost`, and presents `identity` (certificate and
+/// key PEM) when given.
+pub async fn channel_with_tls(
+    addr: std::net::SocketAddr,
+    ca_pem: &str,
+    identity: Option<(&str, &str)>,
+) -> Result<Channel, tonic::transport::Error> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem)).domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    Endpoint::from_shared(format!("https://127.0.0.1:{}", addr.port()))
+        .expect("uri")
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+}
+
+/// Adds `authorization: Bearer <token>` to every call (nothing when None).
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+/// A [`Bearer`] interceptor for `token`.
+pub fn bearer(token: Option<&str>) -> Bearer {
+    Bearer(token.map(|t| format!("Bearer {t}").parse().expect("ascii token")))
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A throw-away directory, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        let dir = std::env::temp_dir().join(format!("stockd-test-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    /// Writes `name` in the directory and returns its path.
+    pub fn file(&self, name: &str, content: &str) -> std::path::PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, content).expect("write temp file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A test certificate authority (rcgen) that signs server and client certificates.
+pub struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    /// The CA certificate, PEM.
+    pub pem: String,
+}
+
+/// A certificate and its private key, both PEM.
+pub struct CertAndKey {
+    pub cert: String,
+    pub key: String,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate().expect("ca key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        let pem = params.self_signed(&key).expect("ca cert").pem();
+        TestCa { issuer: rcgen::Issuer::new(params, key), pem }
+    }
+
+    /// A server certificate for `localhost` and 127.0.0.1.
+    pub fn server(&self) -> CertAndKey {
+        self.sign(vec!["localhost".into(), "127.0.0.1".into()], rcgen::ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    /// A client certificate.
+    pub fn client(&self, name: &str) -> CertAndKey {
+        self.sign(vec![name.into()], rcgen::ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
+    fn sign(&self, names: Vec<String>, usage: rcgen::ExtendedKeyUsagePurpose) -> CertAndKey {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(names).expect("params");
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &self.issuer).expect("signed");
+        CertAndKey { cert: cert.pem(), key: key.serialize_pem() }
+    }
+}
+
+/// A plain HTTP/1.1 GET (no client library needed): (status, body).
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: stockd\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one series in a Prometheus text page (0 when absent).
+pub fn metric(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The stockd binary with a test config in its environment.
+pub fn stockd_command(config: &Config) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_stockd"));
+    cmd.env("REDIS_URL", &config.redis_url)
+        .env("DATABASE_URL", &config.database_url)
+        .env("STOCKD_DATABASE_SCHEMA", config.database_schema.clone().unwrap_or_default())
+        .env("STOCKD_REDIS_PREFIX", &config.redis_prefix)
+        .env("STOCKD_PARTITIONS", config.partitions.to_string())
+        .env("STOCKD_LOG", "warn");
+    cmd
+}

@@ -32,6 +32,8 @@ impl RedisServer {
     pub async fn restart(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            // DEBUG SLEEP lets a test stall this server on purpose.
+            .args(["--enable-debug-command", "yes"])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())

@@ -197,7 +197,7 @@ pub async fn run(args: &CatalogArgs) -> anyhow::Result<Outcome> {
     };
     let seed: u64 = rand::random();
     let expire_ttl = args.expire_ttl;
-    let stockd = load::run("stockd", n, duration, |w, deadline| {
+    let stockd = load::run("stockd", n, duration, c.settle, |w, deadline| {
         let mut client = clients.reservations(w);
         let mut orders = OrderGen::new(zipf.clone(), seed.wrapping_add(w as u64));
         let names = names.clone();
@@ -359,7 +359,7 @@ async fn run_baseline(
     let b = Arc::new(b);
     let location = format!("{LOCATION_PREFIX}1");
     let expire_s = args.expire_ttl.as_secs_f64();
-    let measured = load::run("baseline", n, c.duration(), |w, deadline| {
+    let measured = load::run("baseline", n, c.duration(), c.settle, |w, deadline| {
         let b = b.clone();
         let mut orders = OrderGen::new(zipf.clone(), seed.wrapping_add(w as u64));
         let names = names.clone();

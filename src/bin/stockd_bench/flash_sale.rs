@@ -78,7 +78,7 @@ pub async fn run(args: &FlashSaleArgs) -> anyhow::Result<Outcome> {
     let stop = CancellationToken::new();
     let restocker =
         args.stock.is_none().then(|| tokio::spawn(restock(clients.clone(), sku.clone(), run.clone(), stop.clone())));
-    let stockd = load::run("stockd", n, duration, |w, deadline| {
+    let stockd = load::run("stockd", n, duration, c.settle, |w, deadline| {
         let mut client = clients.reservations(w);
         let sku = sku.clone();
         let prefix = format!("fs-{run}-{w}-");
@@ -181,7 +181,7 @@ async fn run_baseline(c: &CommonArgs, sku: &str, stock: Option<i64>, run: &str) 
     b.stock_one(sku, LOCATION, stock.unwrap_or(BASELINE_UNLIMITED)).await?;
     b.warm().await?;
     let b = Arc::new(b);
-    let measured = load::run("baseline", n, c.duration(), |w, deadline| {
+    let measured = load::run("baseline", n, c.duration(), c.settle, |w, deadline| {
         let b = b.clone();
         let sku = sku.to_owned();
         let prefix = format!("fs-{run}-{w}-");

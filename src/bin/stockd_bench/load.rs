@@ -132,15 +132,28 @@ impl Measured {
     }
 }
 
-/// Runs `concurrency` workers until `duration` has passed (announcing the
-/// phase `label` on stderr, so outside tools can sample just it). `worker(i,
+/// Runs `concurrency` workers until `duration` has passed, after waiting up
+/// to `settle_for` for an idle machine (zero: not at all), announcing the
+/// phase `label` on stderr so outside tools can sample just it. `worker(i,
 /// deadline)` builds worker i's loop: it must stop starting requests once
 /// `deadline` has passed and hand back its recorder.
-pub async fn run<F, Fut>(label: &str, concurrency: usize, duration: Duration, mut worker: F) -> anyhow::Result<Measured>
+pub async fn run<F, Fut>(
+    label: &str,
+    concurrency: usize,
+    duration: Duration,
+    settle_for: Duration,
+    mut worker: F,
+) -> anyhow::Result<Measured>
 where
     F: FnMut(usize, Instant) -> Fut,
     Fut: Future<Output = Recorder> + Send + 'static,
 {
+    if !settle_for.is_zero() {
+        match settle(settle_for).await {
+            Some(idle) => crate::progress!("phase {label}: machine {:.0}% idle", idle * 100.0),
+            None => crate::progress!("phase {label}: cannot read /proc/stat; not waiting"),
+        }
+    }
     crate::progress!("phase {label}: start ({concurrency} workers, {:.1} s)", duration.as_secs_f64());
     let start = Instant::now();
     let deadline = start + duration;
@@ -155,6 +168,32 @@ where
     let elapsed = start.elapsed();
     crate::progress!("phase {label}: end ({} requests)", rec.requests);
     Ok(Measured { rec, elapsed })
+}
+
+/// Waits, at most `max_wait`, until the machine's CPUs are at least 85% idle
+/// over a 2 s sample (Linux `/proc/stat`), so that a phase on a shared
+/// machine does not start in the middle of someone else's build. Returns
+/// the idle share last seen; `None` where `/proc/stat` cannot be read.
+pub async fn settle(max_wait: Duration) -> Option<f64> {
+    fn busy_idle() -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal
+        let idle = cpu.get(3)? + cpu.get(4)?;
+        let busy = cpu.iter().take(8).sum::<u64>() - idle;
+        Some((busy, idle))
+    }
+    let started = Instant::now();
+    loop {
+        let (b0, i0) = busy_idle()?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (b1, i1) = busy_idle()?;
+        let (busy, idle) = (b1.saturating_sub(b0), i1.saturating_sub(i0));
+        let share = idle as f64 / (busy + idle).max(1) as f64;
+        if share >= 0.85 || started.elapsed() >= max_wait {
+            return Some(share);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -191,7 +230,7 @@ mod tests {
 
     #[tokio::test]
     async fn workers_stop_at_the_deadline() {
-        let m = run("test", 4, Duration::from_millis(50), |_, deadline| async move {
+        let m = run("test", 4, Duration::from_millis(50), Duration::ZERO, |_, deadline| async move {
             let mut rec = Recorder::new();
             while Instant::now() < deadline {
                 rec.call(async {

@@ -83,6 +83,10 @@ pub struct CommonArgs {
     /// The server's STOCKD_REDIS_PREFIX, for the per-key memory breakdown.
     #[arg(long)]
     pub redis_prefix: Option<String>,
+    /// Before each measured phase, wait up to this long (e.g. 120s) for the
+    /// machine to be 85% idle: for shared machines where builds come and go.
+    #[arg(long, value_parser = stockd::config::parse_duration, default_value = "0s")]
+    pub settle: Duration,
 }
 
 impl CommonArgs {
