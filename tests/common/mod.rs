@@ -84,6 +84,12 @@ impl TestApp {
 
     /// Starts stockd on an existing config (e.g. to restart over the same data).
     pub async fn spawn_on(config: Config) -> TestApp {
+        Self::launch(config, true).await
+    }
+
+    /// Builds and runs stockd; `connect` makes `channel` connect now (a TLS
+    /// server needs its own channel, so its plaintext one stays lazy).
+    async fn launch(config: Config, connect: bool) -> TestApp {
         if let Ok(filter) = std::env::var("STOCKD_TEST_LOG") {
             stockd::telemetry::init(&filter, stockd::config::LogFormat::Text);
         }
@@ -94,12 +100,10 @@ impl TestApp {
         let engine = app.state().engine.clone();
         let stop = CancellationToken::new();
         let handle = tokio::spawn(app.run_until_stopped(stop.clone()));
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .expect("connects to stockd");
+        let endpoint =
+            Channel::from_shared(format!("http://{addr}")).expect("uri").connect_timeout(Duration::from_secs(5));
+        let channel =
+            if connect { endpoint.connect().await.expect("connects to stockd") } else { endpoint.connect_lazy() };
         TestApp { addr, http_addr, engine, config, channel, stop, handle: Some(handle), clean_on_drop: true }
     }
 
@@ -340,18 +344,7 @@ impl TestApp {
     pub async fn spawn_lazy_with(f: impl FnOnce(&mut Config)) -> TestApp {
         let mut config = test_config();
         f(&mut config);
-        if let Ok(filter) = std::env::var("STOCKD_TEST_LOG") {
-            stockd::telemetry::init(&filter, stockd::config::LogFormat::Text);
-        }
-        migrate(&config).await;
-        let app = Application::build(config.clone()).await.expect("stockd builds");
-        let addr = app.addr();
-        let http_addr = app.http_addr();
-        let engine = app.state().engine.clone();
-        let stop = CancellationToken::new();
-        let handle = tokio::spawn(app.run_until_stopped(stop.clone()));
-        let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
-        TestApp { addr, http_addr, engine, config, channel, stop, handle: Some(handle), clean_on_drop: true }
+        Self::launch(config, false).await
     }
 }
 
