@@ -4,12 +4,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::TestApp;
-use stockd::config::Config;
+use common::{TestApp, stockd_command};
 use stockd::grpc::proto::{self, MovementKind};
 use stockd::reconcile::{Reconciler, ReconcilerSettings};
 
@@ -244,18 +242,6 @@ async fn the_drift_check_repairs_a_damaged_snapshot_from_the_ledger_and_refuses_
     assert_eq!(skus(&again.mismatches), ["B"]);
 }
 
-/// The stockd binary with a test config in its environment.
-fn stockd(config: &Config) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stockd"));
-    cmd.env("REDIS_URL", &config.redis_url)
-        .env("DATABASE_URL", &config.database_url)
-        .env("STOCKD_DATABASE_SCHEMA", config.database_schema.clone().unwrap_or_default())
-        .env("STOCKD_REDIS_PREFIX", &config.redis_prefix)
-        .env("STOCKD_PARTITIONS", config.partitions.to_string())
-        .env("STOCKD_LOG", "warn");
-    cmd
-}
-
 fn write_file(name: &str, content: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("stockd-{}-{name}", uuid::Uuid::new_v4().simple()));
     std::fs::write(&path, content).expect("write");
@@ -270,7 +256,7 @@ async fn importing_a_file_with_bad_rows_changes_nothing_and_names_every_bad_line
         write_file("bad.csv", "sku,name,location,on_hand\nA,Tee,WH1,5\nB B,Mug,WH1,1\nC,Cap,WH1,lots\nA,Tee,WH1,2\n");
 
     // Act
-    let out = stockd(&app.config).arg("import").arg(&file).arg("--quiet").output().expect("runs");
+    let out = stockd_command(&app.config).arg("import").arg(&file).arg("--quiet").output().expect("runs");
 
     // Assert
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -300,9 +286,9 @@ async fn a_hundred_thousand_row_import_completes_once_and_export_round_trips_exa
 
     // Act
     let started = Instant::now();
-    let first = stockd(&app.config).arg("import").arg(&file).arg("--quiet").output().expect("runs");
+    let first = stockd_command(&app.config).arg("import").arg(&file).arg("--quiet").output().expect("runs");
     let took = started.elapsed();
-    let second = stockd(&app.config).arg("import").arg(&file).arg("--quiet").output().expect("runs");
+    let second = stockd_command(&app.config).arg("import").arg(&file).arg("--quiet").output().expect("runs");
 
     // Assert
     let said = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
@@ -317,15 +303,15 @@ async fn a_hundred_thousand_row_import_completes_once_and_export_round_trips_exa
     assert_eq!((at("WH-A"), at("WH-B")), (Some(1234 % 97), Some((1234 * 7) % 31)));
 
     // Export, import into a fresh store, export again: the same file.
-    let exported = stockd(&app.config).arg("export").output().expect("runs");
+    let exported = stockd_command(&app.config).arg("export").output().expect("runs");
     assert!(exported.status.success(), "{}", String::from_utf8_lossy(&exported.stderr));
     let exported = String::from_utf8(exported.stdout).expect("utf-8");
     assert_eq!(exported.lines().count(), 100_001);
     let fresh = TestApp::spawn().await;
     let copy = write_file("export.csv", &exported);
-    let back = stockd(&fresh.config).arg("import").arg(&copy).arg("--quiet").output().expect("runs");
+    let back = stockd_command(&fresh.config).arg("import").arg(&copy).arg("--quiet").output().expect("runs");
     assert!(back.status.success(), "{}", String::from_utf8_lossy(&back.stderr));
-    let again = stockd(&fresh.config).arg("export").output().expect("runs");
+    let again = stockd_command(&fresh.config).arg("export").output().expect("runs");
     assert_eq!(String::from_utf8(again.stdout).expect("utf-8"), exported, "round trip is exact");
     let _ = (std::fs::remove_file(file), std::fs::remove_file(copy));
 }
