@@ -117,7 +117,7 @@ impl Reconciler {
         }
         // BUSYGROUP answers (group exists) are expected and ignored.
         let mut conn = engine.connection().await?;
-        let _: Vec<redis::RedisResult<Value>> = pipe.query_async(&mut *conn).await?;
+        let _: Vec<redis::RedisResult<Value>> = pipe.query_async(&mut conn).await?;
         Ok(())
     }
 
@@ -151,7 +151,7 @@ impl Reconciler {
                 .arg(from);
         }
         let mut conn = self.engine.connection().await?;
-        let replies: Vec<Value> = match pipe.query_async(&mut *conn).await {
+        let replies: Vec<Value> = match pipe.query_async(&mut conn).await {
             Ok(r) => r,
             // A pipeline reports the server's error inside its own, so the
             // code is found in the text.
@@ -230,7 +230,7 @@ impl Reconciler {
             pipe.cmd("XTRIM").arg(keys.partition(p).ev).arg("MINID").arg(last.next_id()).ignore();
         }
         let mut conn = self.engine.connection().await?;
-        let _: () = pipe.query_async(&mut *conn).await?;
+        let _: () = pipe.query_async(&mut conn).await?;
         Ok(())
     }
 

@@ -3,11 +3,12 @@
 //! reply into domain types.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use deadpool_redis::{Manager, Pool, Runtime};
+use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
 use serde::Deserialize;
 
@@ -72,8 +73,14 @@ struct SkuRecord {
 
 /// The reservation engine. Cheap to share behind an `Arc`.
 pub struct Engine {
-    /// Multiplexed Redis connections.
+    /// Creates Redis connections (with connect timeouts).
     pool: Pool,
+    /// The multiplexed connections in use, `pool_size` of them; an empty
+    /// slot is filled from the pool on first use. A std lock: held only to
+    /// clone or replace a handle, never across an await.
+    slots: Vec<RwLock<Option<MultiplexedConnection>>>,
+    /// Round-robin position over `slots`.
+    next_slot: AtomicUsize,
     /// Key names for this store.
     keys: Keys,
     settings: EngineSettings,
@@ -138,8 +145,11 @@ impl Engine {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        let slots = (0..settings.pool_size.max(1)).map(|_| RwLock::new(None)).collect();
         Ok(Self {
             pool,
+            slots,
+            next_slot: AtomicUsize::new(0),
             keys,
             settings,
             clock_offset_ms: AtomicI64::new(0),
@@ -183,15 +193,40 @@ impl Engine {
     /// Runs `f` on a pooled connection within the call deadline.
     async fn with_conn<T, F>(&self, f: F) -> Result<T, EngineError>
     where
-        F: AsyncFnOnce(&mut deadpool_redis::Connection) -> Result<T, EngineError>,
+        F: AsyncFnOnce(&mut MultiplexedConnection) -> Result<T, EngineError>,
     {
         let deadline = self.settings.call_timeout;
         tokio::time::timeout(deadline, async {
-            let mut conn = self.pool.get().await?;
-            f(&mut conn).await
+            let (slot, mut conn) = self.slot_connection().await?;
+            let result = f(&mut conn).await;
+            if let Err(EngineError::Unavailable(_)) = &result {
+                // The connection may be dead: the next call through this
+                // slot gets a fresh one from the pool.
+                self.discard(slot);
+            }
+            result
         })
         .await
         .map_err(|_| EngineError::Timeout(deadline))?
+    }
+
+    /// A connection for one call. Connections are multiplexed, so concurrent
+    /// calls share a few of them, chosen round-robin. They are taken out of
+    /// the pool once and kept: checking one out per call would cost a PING
+    /// round trip each time (deadpool's recycle check).
+    async fn slot_connection(&self) -> Result<(usize, MultiplexedConnection), EngineError> {
+        let slot = self.next_slot.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let cached = self.slots[slot].read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(conn) = cached {
+            return Ok((slot, conn));
+        }
+        let conn = deadpool_redis::Connection::take(self.pool.get().await?);
+        *self.slots[slot].write().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
+        Ok((slot, conn))
+    }
+
+    fn discard(&self, slot: usize) {
+        *self.slots[slot].write().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Whether Redis is known to hold the store (see `ready`).
@@ -272,12 +307,11 @@ impl Engine {
 
     /// A pooled connection for stream upkeep and plain reads, within the call
     /// deadline. Never for changing a stock number: that is what scripts are for.
-    pub async fn connection(&self) -> Result<deadpool_redis::Connection, EngineError> {
+    pub async fn connection(&self) -> Result<MultiplexedConnection, EngineError> {
         let deadline = self.settings.call_timeout;
-        tokio::time::timeout(deadline, self.pool.get())
-            .await
-            .map_err(|_| EngineError::Timeout(deadline))?
-            .map_err(Into::into)
+        let (_, conn) =
+            tokio::time::timeout(deadline, self.slot_connection()).await.map_err(|_| EngineError::Timeout(deadline))??;
+        Ok(conn)
     }
 
     /// Uncommitted holds in all partitions (their expiry indexes' sizes).

@@ -322,7 +322,7 @@ impl TestApp {
             pipe.cmd("XLEN").arg(keys.partition(p).ev);
         }
         let mut conn = self.engine.connection().await.expect("redis");
-        let lens: Vec<u64> = pipe.query_async(&mut *conn).await.expect("xlen");
+        let lens: Vec<u64> = pipe.query_async(&mut conn).await.expect("xlen");
         lens.into_iter().sum()
     }
 
