@@ -68,5 +68,6 @@ step cargo clippy --all-targets -- -D warnings
 step cargo test --all-targets --no-fail-fast
 step scripts/readme-smoke.sh
 step scripts/helm-check.sh
+step scripts/bench.sh --smoke
 
-say "scripts/test.sh: all checks passed (fmt, clippy, tests, README smoke, helm) in $((SECONDS - started)) s"
+say "scripts/test.sh: all checks passed (fmt, clippy, tests, README smoke, helm, bench smoke) in $((SECONDS - started)) s"

@@ -15,7 +15,6 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
@@ -245,8 +244,11 @@ impl Application {
         tracing::info!(%addr, tls = config.tls_cert.is_some(), tokens = config.auth_tokens_file.is_some(), "stockd serving gRPC");
         let grace = config.shutdown_grace;
         let stopped = stop_accepting.clone();
-        let serve = router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move { stopped.cancelled().await });
+        // Our own listener (bound early, for port 0) means tonic's
+        // tcp_nodelay setting does not apply; without NODELAY, Nagle and
+        // delayed ACKs add tens of milliseconds to small responses.
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let serve = router.serve_with_incoming_shutdown(incoming, async move { stopped.cancelled().await });
         tokio::pin!(serve);
         // Serve until stopped; once stopping, in-flight calls get `grace`.
         let served = tokio::select! {

@@ -66,6 +66,9 @@ const MEMORY_HOLD_TTL: Duration = Duration::from_secs(600);
 /// again changes nothing), so repeated runs do not grow the server's location
 /// list, which every reservation call carries.
 const LOCATION_PREFIX: &str = "BENCH-L";
+/// Below this many SKU-locations (and a tenth as many holds) the memory
+/// figures say more about per-key overheads than about per-item cost.
+const SMALL_SAMPLE: usize = 100_000;
 
 /// What happens to an order after it is reserved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +141,7 @@ pub async fn run(args: &CatalogArgs) -> anyhow::Result<Outcome> {
     let names: Arc<Vec<String>> = Arc::new((0..skus).map(|k| format!("{sku_prefix}{k}")).collect());
     let locations: Vec<String> = (1..=args.locations).map(|j| format!("{LOCATION_PREFIX}{j}")).collect();
     let zipf = Arc::new(Zipf::new(skus, args.zipf_s)?);
-    let clients = Clients::connect(&c.grpc, c.connections()).await?;
+    let clients = Clients::connect(&c.grpc, c.connections(), c.token.as_deref()).await?;
     let mut probe = match &c.redis_url {
         Some(url) => Some(RedisProbe::connect(url, c.redis_prefix.clone()).await?),
         None => None,
@@ -175,6 +178,13 @@ pub async fn run(args: &CatalogArgs) -> anyhow::Result<Outcome> {
         sku_locations / stocking.as_secs_f64()
     ));
     let mut memory = MemoryFigures { redis_bytes_per_sku_location: None, redis_bytes_per_active_hold: None };
+    if probe.is_some() && (skus * args.locations < SMALL_SAMPLE || holds < SMALL_SAMPLE / 10) {
+        notes.push(format!(
+            "note: memory figures from fewer than {SMALL_SAMPLE} SKU-locations or {} holds are dominated by per-key \
+             overheads (a stream node preallocates 4 KiB per partition); use the full-size run for them",
+            SMALL_SAMPLE / 10
+        ));
+    }
     if let (Some(p), Some((m0, usage0))) = (probe.as_mut(), mem0) {
         let (m1, usage1) = (p.used_memory().await?, p.usage_by_kind().await?);
         let per = (m1 as f64 - m0 as f64) / sku_locations;

@@ -11,6 +11,9 @@ use stockd::grpc::proto;
 use stockd::grpc::proto::catalog_service_client::CatalogServiceClient;
 use stockd::grpc::proto::reservation_service_client::ReservationServiceClient;
 use stockd::grpc::proto::stock_service_client::StockServiceClient;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 /// Per-request deadline: a hung server shows up as errors, not a hung bench.
@@ -19,15 +22,47 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most SKUs one GetAvailability may ask for.
 pub const AVAILABILITY_BATCH: usize = 1000;
 
-/// A fixed set of HTTP/2 connections to one server.
+/// A fixed set of HTTP/2 connections to one server, and the bearer token
+/// every call carries (when the server wants one).
 #[derive(Clone)]
 pub struct Clients {
     channels: Vec<Channel>,
+    auth: Bearer,
+}
+
+/// The transport every generated client runs on: a channel whose requests
+/// get the `authorization` header.
+pub type Svc = InterceptedService<Channel, Bearer>;
+
+/// Adds `authorization: Bearer <token>` to each request; nothing without a token.
+#[derive(Clone, Default)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Bearer {
+    /// The header for `token` (None: no header).
+    pub fn new(token: Option<&str>) -> anyhow::Result<Self> {
+        let value = token
+            .map(|t| MetadataValue::try_from(format!("Bearer {t}")))
+            .transpose()
+            .map_err(|_| anyhow::anyhow!("--token must be printable ASCII"))?;
+        Ok(Self(value))
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
 }
 
 impl Clients {
-    /// Opens `connections` connections to `addr` (`host:port` or a URI).
-    pub async fn connect(addr: &str, connections: usize) -> anyhow::Result<Self> {
+    /// Opens `connections` connections to `addr` (`host:port` or a URI);
+    /// every call carries `token` as a bearer token when given.
+    pub async fn connect(addr: &str, connections: usize, token: Option<&str>) -> anyhow::Result<Self> {
+        let auth = Bearer::new(token)?;
         let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
         let endpoint = Endpoint::from_shared(uri.clone())
             .with_context(|| format!("--grpc {addr:?} is not a valid address"))?
@@ -38,7 +73,7 @@ impl Clients {
         for _ in 0..connections.max(1) {
             channels.push(endpoint.connect().await.with_context(|| format!("cannot connect to stockd at {uri}"))?);
         }
-        Ok(Self { channels })
+        Ok(Self { channels, auth })
     }
 
     /// How many connections there are.
@@ -51,18 +86,18 @@ impl Clients {
     }
 
     /// A ReservationService client on connection i mod C.
-    pub fn reservations(&self, i: usize) -> ReservationServiceClient<Channel> {
-        ReservationServiceClient::new(self.channel(i))
+    pub fn reservations(&self, i: usize) -> ReservationServiceClient<Svc> {
+        ReservationServiceClient::with_interceptor(self.channel(i), self.auth.clone())
     }
 
     /// A StockService client on connection i mod C.
-    pub fn stock(&self, i: usize) -> StockServiceClient<Channel> {
-        StockServiceClient::new(self.channel(i))
+    pub fn stock(&self, i: usize) -> StockServiceClient<Svc> {
+        StockServiceClient::with_interceptor(self.channel(i), self.auth.clone())
     }
 
     /// A CatalogService client on connection i mod C.
-    pub fn catalog(&self, i: usize) -> CatalogServiceClient<Channel> {
-        CatalogServiceClient::new(self.channel(i))
+    pub fn catalog(&self, i: usize) -> CatalogServiceClient<Svc> {
+        CatalogServiceClient::with_interceptor(self.channel(i), self.auth.clone())
     }
 
     /// Creates (or updates) locations `ids`, priority by position (1 first).
@@ -174,5 +209,15 @@ mod tests {
             proto::SkuAvailability { levels: vec![level(3, 4, 1)], ..Default::default() },
         ];
         assert_eq!(oversold_units(&items), 2);
+    }
+
+    #[test]
+    fn the_bearer_interceptor_adds_the_header_only_with_a_token() {
+        let mut with = Bearer::new(Some("0123456789abcdef")).expect("ascii");
+        let req = with.call(tonic::Request::new(())).expect("passes");
+        assert_eq!(req.metadata().get("authorization").and_then(|v| v.to_str().ok()), Some("Bearer 0123456789abcdef"));
+        let mut without = Bearer::new(None).expect("none");
+        assert!(without.call(tonic::Request::new(())).expect("passes").metadata().get("authorization").is_none());
+        assert!(Bearer::new(Some("bad\ntoken")).is_err());
     }
 }

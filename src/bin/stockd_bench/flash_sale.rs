@@ -53,7 +53,7 @@ pub async fn run(args: &FlashSaleArgs) -> anyhow::Result<Outcome> {
     }
     let run = run_id();
     let sku = format!("bench-fs-{run}");
-    let clients = Clients::connect(&c.grpc, c.connections()).await?;
+    let clients = Clients::connect(&c.grpc, c.connections(), c.token.as_deref()).await?;
     progress!(
         "flash-sale {run}: sku {sku}, {n} workers on {} connections, {:.1} s per phase",
         clients.len(),

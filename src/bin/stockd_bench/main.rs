@@ -26,9 +26,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Load generator for stockd.
+/// Load generator for stockd: a flash sale on one hot SKU and a catalog with Zipf
+/// popularity, each compared with the Postgres SELECT ... FOR UPDATE baseline.
+/// The last line of standard output is a JSON summary.
 #[derive(Debug, Parser)]
-#[command(name = "stockd-bench", version, about)]
+#[command(name = "stockd-bench", version)]
 struct Cli {
     #[command(subcommand)]
     scenario: Scenario,
@@ -50,7 +52,12 @@ pub struct CommonArgs {
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub grpc: String,
     /// Postgres for the baseline (its tables go in --baseline-schema there).
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
     pub database_url: String,
     /// Workers, each with one request in flight [default: 64; --smoke: 8].
     #[arg(long)]
@@ -70,6 +77,10 @@ pub struct CommonArgs {
     /// Exit with status 1 when any request failed or anything was oversold.
     #[arg(long)]
     pub strict: bool,
+    /// Bearer token sent with every call, for a server with
+    /// STOCKD_AUTH_TOKENS_FILE (an admin token: setup writes the catalog and stock).
+    #[arg(long, env = "STOCKD_BENCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Do not run the Postgres baseline (baseline and ratio are then null).
     #[arg(long)]
     pub skip_baseline: bool,

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Benchmarks: the flash sale and the catalog mix, each against the seed's
+# Postgres SELECT ... FOR UPDATE baseline in the same run (stockd-bench).
+#
+#   scripts/bench.sh           release build, 64 buyers, 10 s each, 100,000 SKUs
+#   scripts/bench.sh --smoke   debug build, 2 s each, small sizes: proves the
+#                              binary works (scripts/test.sh runs this); asserts
+#                              nothing about speed, only no errors and no oversell
+#
+# Starts its own redis-server on a free port (so nothing else on a shared Redis
+# skews the figures) and stockd local on a fresh database of the Postgres at
+# BENCH_DATABASE_URL (default: TEST_DATABASE_URL's server, else
+# postgres://postgres@127.0.0.1:5432); stops and drops both at the end.
+# Each scenario prints a JSON summary as its last line.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$STOCKD_REPO"
+
+smoke=false
+[ "${1:-}" = "--smoke" ] && smoke=true
+
+stockd_trap_cleanup
+ensure_packages
+
+if $smoke; then
+  profile=debug
+  cargo build --bins --quiet
+else
+  profile=release
+  cargo build --release --bins --quiet
+fi
+bin=target/$profile
+
+ensure_postgres BENCH_ADMIN_URL "$(url_with_db "${BENCH_DATABASE_URL:-${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}}" postgres)"
+db_name=stockd_bench_$(random_hex 4)
+db_url=$(url_with_db "$BENCH_ADMIN_URL" "$db_name")
+stockd_on_exit "psql '$BENCH_ADMIN_URL' -X -q -c 'DROP DATABASE IF EXISTS \"$db_name\" WITH (FORCE)' >/dev/null 2>&1 || true"
+
+redis_port=$(free_port)
+redis_dir=$(mktemp -d "${TMPDIR:-/tmp}/stockd-bench-redis.XXXXXX")
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$redis_dir" \
+  --logfile "$redis_dir/redis.log" --daemonize yes
+stockd_on_exit "redis-cli -p $redis_port shutdown nosave >/dev/null 2>&1 || true; rm -rf '$redis_dir'"
+redis_url=redis://127.0.0.1:$redis_port
+
+grpc_port=$(free_port)
+log=$(mktemp "${TMPDIR:-/tmp}/stockd-bench.XXXXXX.log")
+REDIS_URL=$redis_url DATABASE_URL=$db_url STOCKD_GRPC_ADDR=127.0.0.1:$grpc_port STOCKD_HTTP_ADDR=127.0.0.1:0 \
+  STOCKD_LOG=warn "$bin/stockd" local >"$log" 2>&1 &
+server=$!
+stockd_on_exit "kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -f '$log'"
+for _ in $(seq 1 300); do
+  port_in_use "$grpc_port" && break
+  kill -0 "$server" 2>/dev/null || { cat "$log" >&2; die "stockd local exited"; }
+  sleep 0.2
+done
+port_in_use "$grpc_port" || { cat "$log" >&2; die "stockd did not start"; }
+
+common=(--grpc "127.0.0.1:$grpc_port" --database-url "$db_url")
+if $smoke; then
+  "$bin/stockd-bench" flash-sale "${common[@]}" --smoke --strict
+  "$bin/stockd-bench" catalog "${common[@]}" --smoke --strict --redis-url "$redis_url" --redis-prefix stockd
+  echo "bench smoke: 2 passed, 0 failed"
+else
+  "$bin/stockd-bench" flash-sale "${common[@]}" --concurrency 64 --duration 10s
+  "$bin/stockd-bench" catalog "${common[@]}" --concurrency 64 --duration 10s --skus 100000 --locations 3 \
+    --redis-url "$redis_url" --redis-prefix stockd
+fi
