@@ -309,8 +309,9 @@ impl Engine {
     /// deadline. Never for changing a stock number: that is what scripts are for.
     pub async fn connection(&self) -> Result<MultiplexedConnection, EngineError> {
         let deadline = self.settings.call_timeout;
-        let (_, conn) =
-            tokio::time::timeout(deadline, self.slot_connection()).await.map_err(|_| EngineError::Timeout(deadline))??;
+        let (_, conn) = tokio::time::timeout(deadline, self.slot_connection())
+            .await
+            .map_err(|_| EngineError::Timeout(deadline))??;
         Ok(conn)
     }
 
