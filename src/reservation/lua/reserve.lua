@@ -43,6 +43,7 @@ for i = 1, nlocs do rank[ARGV[9 + i]] = i end
 local function ordered_locations(rec)
   local locs = {}
   for loc, _ in pairs(rec.l) do locs[#locs + 1] = loc end
+  if #locs < 2 then return locs end
   table.sort(locs, function(a, b)
     local ra, rb = rank[a] or (nlocs + 1), rank[b] or (nlocs + 1)
     if ra ~= rb then return ra < rb end
@@ -167,6 +168,8 @@ for pi, hl in pairs(by_part) do
   redis.call('ZADD', p.exp, ea, order)
 end
 local fields = { 'st', 'ACTIVE', 'ca', now, 'ea', ea, 'ch', channel, 'n', #sum_order }
+-- The reply is built from the values in hand (same shape as order_reply).
+local reply = { 'RESERVED', 'ACTIVE', now, ea, channel, '', #sum_order }
 for i, k in ipairs(sum_order) do
   local s = sum[k]
   fields[#fields + 1] = 's' .. i
@@ -175,7 +178,10 @@ for i, k in ipairs(sum_order) do
   fields[#fields + 1] = s[3]
   fields[#fields + 1] = 'q' .. i
   fields[#fields + 1] = s[4]
+  reply[#reply + 1] = s[2]
+  reply[#reply + 1] = s[3]
+  reply[#reply + 1] = s[4]
 end
 redis.call('HSET', okey, unpack(fields))
 redis.call('PEXPIRE', okey, ttl + grace)
-return order_reply('RESERVED', okey, now)
+return reply
