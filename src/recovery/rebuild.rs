@@ -81,7 +81,7 @@ impl Recovery {
         let started = Instant::now();
         let settings = self.engine.settings().clone();
         let keys = self.engine.keys().clone();
-        tracing::warn!("redis does not hold the store: rebuilding from postgres");
+        tracing::warn!("redis does not hold the store (a new store, or redis lost it): rebuilding from postgres");
         // The generation row is held for the whole rebuild: a reconciler
         // batch takes it shared before writing, so none commits between the
         // read below and the new generation, and a batch read from the old
