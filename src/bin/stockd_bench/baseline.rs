@@ -241,6 +241,19 @@ impl Baseline {
     }
 
     /// Drops the schema and closes the pool.
+    /// After a measured phase: reports any oversell the baseline's own
+    /// tables show, then drops its schema (once no worker holds it).
+    pub async fn finish(this: std::sync::Arc<Self>) -> anyhow::Result<()> {
+        let oversold = this.oversold().await?;
+        if oversold != 0 {
+            crate::progress!("baseline oversold {oversold} units");
+        }
+        if let Ok(b) = std::sync::Arc::try_unwrap(this) {
+            b.drop_schema().await?;
+        }
+        Ok(())
+    }
+
     pub async fn drop_schema(self) -> anyhow::Result<()> {
         sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema)).execute(&self.pool).await?;
         self.pool.close().await;

@@ -413,13 +413,7 @@ async fn run_baseline(
         }
     })
     .await?;
-    let oversold = b.oversold().await?;
-    if oversold != 0 {
-        progress!("baseline oversold {oversold} units");
-    }
-    if let Ok(b) = Arc::try_unwrap(b) {
-        b.drop_schema().await?;
-    }
+    Baseline::finish(b).await?;
     Ok(measured)
 }
 
