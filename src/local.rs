@@ -23,10 +23,15 @@ const SKUS: [(&str, &str, &str, i64, i64); 3] = [
 
 /// Creates the database if missing, migrates, loads the demo catalog and
 /// stock (only for SKUs that are new, so a restart keeps what you did),
-/// prints what to try, and serves on 127.0.0.1:50051 unless told otherwise.
+/// prints what to try, and serves on 127.0.0.1:50051 (HTTP on 127.0.0.1:8080)
+/// unless told otherwise.
 pub async fn run(mut config: Config) -> anyhow::Result<()> {
+    // Local mode listens on loopback only, unless told otherwise.
     if std::env::var_os("STOCKD_GRPC_ADDR").is_none() {
         config.grpc_addr = SocketAddr::from(([127, 0, 0, 1], 50051));
+    }
+    if std::env::var_os("STOCKD_HTTP_ADDR").is_none() {
+        config.http_addr = SocketAddr::from(([127, 0, 0, 1], 8080));
     }
     db::ensure_database(&config.database_url).await?;
     let pool = db::connect(&config).await?;
