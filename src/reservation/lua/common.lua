@@ -92,27 +92,39 @@ local function apply(p, rec, kind, sku, loc, d, order, op, reason, now)
   emit(p, kind, sku, loc, d, l, order, op, reason, now)
 end
 
+-- Moves the hold of `order` in partition p: applies deltas(q) to each line's
+-- SKU-location, then keeps the hold marked committed (keep = true) or
+-- deletes it. Either way it leaves the expiry index.
+local function move_hold(p, order, kind, deltas, keep, reason, now)
+  local raw = redis.call('HGET', p.holds, order)
+  if raw then
+    local hold = cjson.decode(raw)
+    local recs = {}
+    for _, line in ipairs(hold.l) do
+      local sku, loc, q = line[1], line[2], line[3]
+      local rec = recs[sku] or read_sku(p, sku)
+      if rec then
+        recs[sku] = rec
+        apply(p, rec, kind, sku, loc, deltas(q), order, '', reason, now)
+      end
+    end
+    for sku, rec in pairs(recs) do write_sku(p, sku, rec) end
+    if keep then
+      hold.c = 1
+      redis.call('HSET', p.holds, order, cjson.encode(hold))
+    else
+      redis.call('HDEL', p.holds, order)
+    end
+  end
+  redis.call('ZREM', p.exp, order)
+end
+
 -- Releases up to `limit` holds of partition p whose expiry has passed, so that
 -- a SKU under traffic is never blocked by a dead hold. Returns how many.
 local function expire_due(p, now, limit)
   local due = redis.call('ZRANGEBYSCORE', p.exp, '-inf', now, 'LIMIT', 0, limit)
   for _, order in ipairs(due) do
-    local raw = redis.call('HGET', p.holds, order)
-    if raw then
-      local hold = cjson.decode(raw)
-      local recs = {}
-      for _, line in ipairs(hold.l) do
-        local sku, loc, q = line[1], line[2], line[3]
-        local rec = recs[sku] or read_sku(p, sku)
-        if rec then
-          recs[sku] = rec
-          apply(p, rec, 'expire', sku, loc, { 0, -q, 0, 0 }, order, '', 'expired', now)
-        end
-      end
-      for sku, rec in pairs(recs) do write_sku(p, sku, rec) end
-      redis.call('HDEL', p.holds, order)
-    end
-    redis.call('ZREM', p.exp, order)
+    move_hold(p, order, 'expire', function(q) return { 0, -q, 0, 0 } end, false, 'expired', now)
   end
   return #due
 end
@@ -149,33 +161,10 @@ local function order_status(okey, now)
   return h[1]
 end
 
--- Moves every hold of `order` (in each partition group from KEYS[2] on):
--- applies deltas(q) to each line's SKU-location, then keeps the hold marked
--- committed (keep = true) or deletes it. Either way it leaves the expiry index.
+-- Moves every hold of `order` (in each partition group from KEYS[2] on).
 local function move_holds(order, kind, deltas, keep, reason, now)
   for i = 1, tonumber(ARGV[3]) do
-    local p = part_keys(2, i)
-    local raw = redis.call('HGET', p.holds, order)
-    if raw then
-      local hold = cjson.decode(raw)
-      local recs = {}
-      for _, line in ipairs(hold.l) do
-        local sku, loc, q = line[1], line[2], line[3]
-        local rec = recs[sku] or read_sku(p, sku)
-        if rec then
-          recs[sku] = rec
-          apply(p, rec, kind, sku, loc, deltas(q), order, '', reason, now)
-        end
-      end
-      for sku, rec in pairs(recs) do write_sku(p, sku, rec) end
-      if keep then
-        hold.c = 1
-        redis.call('HSET', p.holds, order, cjson.encode(hold))
-      else
-        redis.call('HDEL', p.holds, order)
-      end
-    end
-    redis.call('ZREM', p.exp, order)
+    move_hold(part_keys(2, i), order, kind, deltas, keep, reason, now)
   end
 end
 
