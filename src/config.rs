@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use crate::domain::Ttl;
 
+/// Upper bound for `STOCKD_RESERVE_BATCH`: one script call must stay short,
+/// since Redis runs nothing else meanwhile.
+const MAX_RESERVE_BATCH: usize = 1000;
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -48,6 +52,12 @@ pub struct Config {
     pub redis_timeout: Duration,
     /// `STOCKD_REDIS_POOL_SIZE`, default 8: multiplexed Redis connections.
     pub redis_pool_size: usize,
+    /// `STOCKD_RESERVE_BATCH`, default 64: most Reserve calls coalesced into
+    /// one script call (1: every call alone).
+    pub reserve_batch: usize,
+    /// `STOCKD_RESERVE_CALLS`, default 2: Reserve script calls in flight at
+    /// once; further Reserve calls wait and are coalesced into the next ones.
+    pub reserve_calls: usize,
     /// `STOCKD_DATABASE_POOL_SIZE`, default 10.
     pub database_pool_size: u32,
     /// `STOCKD_RECONCILER`, `on` (default) or `off`: whether this replica
@@ -108,6 +118,8 @@ impl Default for Config {
             expiry_batch: 100,
             redis_timeout: Duration::from_secs(1),
             redis_pool_size: 8,
+            reserve_batch: 64,
+            reserve_calls: 2,
             database_pool_size: 10,
             reconciler_enabled: true,
             reconcile_interval: Duration::from_millis(250),
@@ -183,6 +195,14 @@ impl Config {
         })?;
         parse(&get, "STOCKD_REDIS_TIMEOUT", &mut c.redis_timeout, positive_duration)?;
         parse(&get, "STOCKD_REDIS_POOL_SIZE", &mut c.redis_pool_size, |v| match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err("must be a positive integer".into()),
+        })?;
+        parse(&get, "STOCKD_RESERVE_BATCH", &mut c.reserve_batch, |v| match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_RESERVE_BATCH).contains(&n) => Ok(n),
+            _ => Err(format!("must be an integer from 1 to {MAX_RESERVE_BATCH}")),
+        })?;
+        parse(&get, "STOCKD_RESERVE_CALLS", &mut c.reserve_calls, |v| match v.parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
             _ => Err("must be a positive integer".into()),
         })?;

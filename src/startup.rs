@@ -64,6 +64,8 @@ pub fn engine_settings(config: &Config) -> EngineSettings {
         expiry_batch: config.expiry_batch,
         call_timeout: config.redis_timeout,
         pool_size: config.redis_pool_size,
+        reserve_batch: config.reserve_batch,
+        reserve_calls: config.reserve_calls,
     }
 }
 

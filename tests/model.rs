@@ -59,6 +59,8 @@ fn settings() -> Result<EngineSettings> {
         expiry_batch: 100,
         call_timeout: Duration::from_secs(2),
         pool_size: 2,
+        reserve_batch: 64,
+        reserve_calls: 2,
     })
 }
 

@@ -100,6 +100,9 @@ impl Event {
                 .or_else(|_| v.parse::<f64>().map(|f| f as i64))
                 .map_err(|_| EventError(format!("field {k}={v:?} is not a number")))
         };
+        if let Some(packed) = fields.get("v") {
+            return Self::parse_packed(packed);
+        }
         let opt = |k: &str| fields.get(k).filter(|v| !v.is_empty()).cloned();
         let kind = get("k")?;
         match kind {
@@ -125,6 +128,40 @@ impl Event {
             other => Err(EventError(format!("unknown kind {other:?}"))),
         }
     }
+
+    /// Parses a stock event packed into one tab-separated field (see `emit`
+    /// in common.lua): kind, sku, location, four deltas, four levels, time,
+    /// expiry, channel, order, operation, reason. The reason is last because
+    /// it is the one value that may hold a tab.
+    fn parse_packed(v: &str) -> Result<Self, EventError> {
+        let parts: Vec<&str> = v.splitn(17, '\t').collect();
+        let [kind, sku, loc, d0, d1, d2, d3, l0, l1, l2, l3, t, e, ch, o, op, r] = parts[..] else {
+            return Err(EventError(format!("packed event has {} of 17 values: {v:?}", parts.len())));
+        };
+        let int = |name: &str, x: &str| -> Result<i64, EventError> {
+            x.parse::<i64>()
+                .or_else(|_| x.parse::<f64>().map(|f| f as i64))
+                .map_err(|_| EventError(format!("{name}={x:?} is not a number")))
+        };
+        let opt = |x: &str| (!x.is_empty()).then(|| x.to_owned());
+        if !matches!(kind, "reserve" | "commit" | "fulfill" | "release" | "expire" | "adjust") {
+            return Err(EventError(format!("unknown kind {kind:?}")));
+        }
+        let reserve = kind == "reserve";
+        Ok(Event::Stock(Box::new(StockEvent {
+            kind: kind.to_owned(),
+            sku: sku.to_owned(),
+            location_id: loc.to_owned(),
+            deltas: [int("doh", d0)?, int("drs", d1)?, int("dcm", d2)?, int("dit", d3)?],
+            levels: [int("oh", l0)?, int("rs", l1)?, int("cm", l2)?, int("it", l3)?],
+            order_id: opt(o),
+            operation_id: opt(op),
+            reason: opt(r),
+            at_ms: int("t", t)?,
+            expires_ms: e.parse().ok(),
+            channel: reserve.then(|| ch.to_owned()),
+        })))
+    }
 }
 
 #[cfg(test)]
@@ -133,6 +170,35 @@ mod tests {
 
     fn fields(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn parses_a_packed_reserve_event_with_a_tab_in_its_reason() {
+        let f = fields(&[("v", "reserve\tA\tWH1\t0\t2\t0\t0\t10\t2\t0\t0\t1000\t61000\tshopify\to-1\t\tsay\there")]);
+        let Event::Stock(e) = Event::parse(&f).expect("parses") else { panic!("a stock event") };
+        assert_eq!(e.kind, "reserve");
+        assert_eq!((e.sku.as_str(), e.location_id.as_str()), ("A", "WH1"));
+        assert_eq!(e.deltas, [0, 2, 0, 0]);
+        assert_eq!(e.levels, [10, 2, 0, 0]);
+        assert_eq!((e.at_ms, e.expires_ms), (1000, Some(61000)));
+        assert_eq!(e.channel.as_deref(), Some("shopify"));
+        assert_eq!(e.order_id.as_deref(), Some("o-1"));
+        assert_eq!(e.operation_id, None);
+        assert_eq!(e.reason.as_deref(), Some("say\there"));
+    }
+
+    #[test]
+    fn parses_a_packed_adjustment_and_refuses_a_short_or_unknown_one() {
+        let f = fields(&[("v", "adjust\tA\tWH1\t-3\t0\t0\t0\t7\t0\t0\t0\t1000\t\t\t\top-9\tcount")]);
+        let Event::Stock(e) = Event::parse(&f).expect("parses") else { panic!("a stock event") };
+        assert_eq!(e.deltas, [-3, 0, 0, 0]);
+        assert_eq!((e.expires_ms, e.channel.as_deref(), e.order_id.as_deref()), (None, None, None));
+        assert_eq!(e.operation_id.as_deref(), Some("op-9"));
+        assert!(Event::parse(&fields(&[("v", "adjust\tA\tWH1\t-3")])).is_err());
+        let unknown = "teleport\tA\tWH1\t0\t0\t0\t0\t0\t0\t0\t0\t1\t\t\t\t\t";
+        assert!(Event::parse(&fields(&[("v", unknown)])).is_err());
+        let not_a_number = "adjust\tA\tWH1\tx\t0\t0\t0\t7\t0\t0\t0\t1000\t\t\t\top-9\tcount";
+        assert!(Event::parse(&fields(&[("v", not_a_number)])).is_err());
     }
 
     #[test]

@@ -13,12 +13,13 @@ use redis::{AsyncConnectionConfig, Value};
 use serde::Deserialize;
 
 use super::EngineError;
+use super::batch::ReserveQueue;
 use super::keys::Keys;
 use super::reply::Reply;
 use super::scripts::{NamedScript, SCRIPTS};
 use crate::domain::{
     Levels, LocationId, LocationLevels, OperationId, OrderId, ReleaseReason, Reservation, ReservationStatus,
-    ReserveOutcome, ReserveRequest, Shortage, Sku, SkuLevels, Ttl,
+    ReserveOutcome, ReserveRequest, Sku, SkuLevels, Ttl,
 };
 use crate::metrics::Metrics;
 
@@ -40,6 +41,10 @@ pub struct EngineSettings {
     pub call_timeout: Duration,
     /// Redis connections in the pool (each one multiplexes concurrent calls).
     pub pool_size: usize,
+    /// Most Reserve calls coalesced into one script call (1: none).
+    pub reserve_batch: usize,
+    /// Reserve script calls in flight at once (see batch.rs).
+    pub reserve_calls: usize,
 }
 
 /// How a stock change is given.
@@ -71,8 +76,23 @@ struct SkuRecord {
     l: BTreeMap<String, [i64; 4]>,
 }
 
-/// The reservation engine. Cheap to share behind an `Arc`.
+/// The reservation engine. Cheap to share behind an `Arc`. Its state lives
+/// in a `Core` of its own so that the Reserve batches (batch.rs) can run on
+/// tasks that outlive the call that started them.
 pub struct Engine {
+    core: Arc<Core>,
+}
+
+impl std::ops::Deref for Engine {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+/// What an engine holds; reached through `Engine`.
+pub struct Core {
     /// Creates Redis connections (with connect timeouts).
     pool: Pool,
     /// The multiplexed connections in use, `pool_size` of them; an empty
@@ -96,6 +116,8 @@ pub struct Engine {
     lost: tokio::sync::Notify,
     /// Where script latency and errors are counted (none in bare tests).
     metrics: Option<Arc<Metrics>>,
+    /// Reserve calls waiting for a script call (see batch.rs).
+    pub(super) reserve_queue: std::sync::Mutex<ReserveQueue>,
 }
 
 /// What one partition gets back from Postgres in a rebuild.
@@ -146,7 +168,7 @@ impl Engine {
             .build()
             .map_err(|e| EngineError::Unavailable(e.to_string()))?;
         let slots = (0..settings.pool_size.max(1)).map(|_| RwLock::new(None)).collect();
-        Ok(Self {
+        let core = Core {
             pool,
             slots,
             next_slot: AtomicUsize::new(0),
@@ -156,12 +178,17 @@ impl Engine {
             ready: AtomicBool::new(false),
             lost: tokio::sync::Notify::new(),
             metrics: None,
-        })
+            reserve_queue: std::sync::Mutex::new(ReserveQueue::default()),
+        };
+        Ok(Self { core: Arc::new(core) })
     }
 
-    /// Counts script latency and errors in `metrics`.
+    /// Counts script latency and errors in `metrics`. Call before sharing.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = Some(metrics);
+        match Arc::get_mut(&mut self.core) {
+            Some(core) => core.metrics = Some(metrics),
+            None => tracing::error!("with_metrics on an engine already in use: metrics not counted"),
+        }
         self
     }
 
@@ -170,20 +197,23 @@ impl Engine {
         self.metrics.as_ref()
     }
 
-    /// The key builder of this store.
-    pub fn keys(&self) -> &Keys {
-        &self.keys
+    /// Test hook: moves the engine's clock forward (Redis TIME + offset).
+    pub fn advance_clock(&self, by: Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.clock_offset_ms.fetch_add(ms, Ordering::SeqCst);
     }
 
+}
+
+impl Core {
     /// The settings this engine runs with.
     pub fn settings(&self) -> &EngineSettings {
         &self.settings
     }
 
-    /// Test hook: moves the engine's clock forward (Redis TIME + offset).
-    pub fn advance_clock(&self, by: Duration) {
-        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
-        self.clock_offset_ms.fetch_add(ms, Ordering::SeqCst);
+    /// The key builder of this store.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
     }
 
     fn offset(&self) -> i64 {
@@ -248,14 +278,28 @@ impl Engine {
         self.lost.notified().await
     }
 
-    fn unavailable_while_rebuilding() -> EngineError {
+    pub(super) fn unavailable_while_rebuilding() -> EngineError {
         EngineError::Unavailable("redis is being rebuilt from postgres".into())
+    }
+
+    /// Distinct partitions of these SKUs in first-seen order, and the keys of
+    /// each (five per partition, as the scripts expect).
+    pub(super) fn partition_groups<'a>(&self, skus: impl Iterator<Item = &'a str>) -> (Vec<u32>, Vec<String>) {
+        let mut parts: Vec<u32> = Vec::new();
+        for s in skus {
+            let p = self.keys.partition_of(s);
+            if !parts.contains(&p) {
+                parts.push(p);
+            }
+        }
+        let keys = parts.iter().flat_map(|p| self.keys.partition(*p).all().map(str::to_owned)).collect();
+        (parts, keys)
     }
 
     /// Runs a script once the store is known to be in Redis; a NOGEN answer
     /// (a partition without its marker) turns into UNAVAILABLE and wakes the
     /// rebuild.
-    async fn run(
+    pub(super) async fn run(
         &self,
         script: &NamedScript,
         keys: &[String],
@@ -279,7 +323,7 @@ impl Engine {
     }
 
     /// Runs a script with its keys; `args` follow the three common arguments.
-    async fn run_unguarded(
+    pub(super) async fn run_unguarded(
         &self,
         script: &NamedScript,
         keys: &[String],
@@ -305,6 +349,9 @@ impl Engine {
         result
     }
 
+}
+
+impl Engine {
     /// A pooled connection for stream upkeep and plain reads, within the call
     /// deadline. Never for changing a stock number: that is what scripts are for.
     pub async fn connection(&self) -> Result<MultiplexedConnection, EngineError> {
@@ -344,77 +391,16 @@ impl Engine {
         .await
     }
 
-    /// Distinct partitions of these SKUs in first-seen order, and the keys of
-    /// each (five per partition, as the scripts expect).
-    fn partition_groups<'a>(&self, skus: impl Iterator<Item = &'a str>) -> (Vec<u32>, Vec<String>) {
-        let mut parts: Vec<u32> = Vec::new();
-        for s in skus {
-            let p = self.keys.partition_of(s);
-            if !parts.contains(&p) {
-                parts.push(p);
-            }
-        }
-        let keys = parts.iter().flat_map(|p| self.keys.partition(*p).all().map(str::to_owned)).collect();
-        (parts, keys)
-    }
-
     /// Holds every line or none (see reserve.lua). `allocation_order` lists
     /// locations highest priority first, for lines without a location.
+    /// Concurrent calls are coalesced into one script call (see batch.rs);
+    /// each order is still all-or-nothing on its own.
     pub async fn reserve(
         &self,
         req: &ReserveRequest,
         allocation_order: &[LocationId],
     ) -> Result<ReserveOutcome, EngineError> {
-        // On a standalone Redis every partition goes into one call, so the
-        // order is all-or-nothing. (On Redis Cluster the same call would be
-        // made once per slot group, releasing earlier groups if a later one
-        // fails; the scripts already take any number of partition groups.)
-        let (parts, part_keys) = self.partition_groups(req.lines.iter().map(|l| l.sku.as_str()));
-        let order = req.order_id.as_str();
-        let mut keys = Vec::with_capacity(1 + part_keys.len());
-        keys.push(self.keys.order(order));
-        keys.extend(part_keys);
-
-        let ttl = req.ttl.unwrap_or(self.settings.default_ttl);
-        let mut args = vec![
-            order.to_owned(),
-            ttl.as_millis().to_string(),
-            req.channel.as_ref().map(|c| c.as_str().to_owned()).unwrap_or_default(),
-            millis(self.settings.tombstone).to_string(),
-            req.lines.len().to_string(),
-            allocation_order.len().to_string(),
-        ];
-        args.extend(allocation_order.iter().map(|l| l.as_str().to_owned()));
-        for line in &req.lines {
-            let p = self.keys.partition_of(line.sku.as_str());
-            let group = parts.iter().position(|x| *x == p).unwrap_or(0) + 1;
-            args.push(group.to_string());
-            args.push(line.sku.as_str().to_owned());
-            args.push(line.location.as_ref().map(|l| l.as_str().to_owned()).unwrap_or_default());
-            args.push(line.quantity.get().to_string());
-        }
-
-        let v = self.run(&SCRIPTS.reserve, &keys, parts.len(), &args).await?;
-        let mut r = Reply::new("reserve", v)?;
-        match r.string()?.as_str() {
-            "RESERVED" => Ok(ReserveOutcome::Reserved(r.reservation(order)?)),
-            "EXISTS" => existing(req, r.reservation(order)?),
-            "UNKNOWN" => Ok(ReserveOutcome::UnknownSku(rest_strings(&mut r)?)),
-            "STOP" => Ok(ReserveOutcome::StopSell(rest_strings(&mut r)?)),
-            "SHORT" => {
-                let mut shortages = Vec::new();
-                while !r.is_empty() {
-                    shortages.push(Shortage {
-                        sku: r.string()?,
-                        location_id: r.string()?,
-                        requested: r.int()?,
-                        available: r.int()?,
-                    });
-                }
-                Ok(ReserveOutcome::InsufficientStock(shortages))
-            }
-            other => Err(EngineError::Protocol { script: "reserve", detail: format!("tag {other:?}") }),
-        }
+        Core::reserve(&self.core, req, allocation_order).await
     }
 
     /// The reservation of an order as it stands.
@@ -490,7 +476,7 @@ impl Engine {
     /// The levels of each SKU (all locations, or the one given), in the order asked.
     pub async fn levels(&self, skus: &[Sku], location: Option<&LocationId>) -> Result<Vec<SkuLevels>, EngineError> {
         if !self.is_ready() {
-            return Err(Self::unavailable_while_rebuilding());
+            return Err(Core::unavailable_while_rebuilding());
         }
         // Plain reads (no script): the levels, then each partition's marker,
         // so that a wiped Redis is never read as "no such SKU".
@@ -515,7 +501,7 @@ impl Engine {
             .await?;
         if markers.iter().any(|m| !m) {
             self.set_ready(false);
-            return Err(Self::unavailable_while_rebuilding());
+            return Err(Core::unavailable_while_rebuilding());
         }
         skus.iter()
             .zip(raw)
@@ -756,46 +742,7 @@ impl Transition {
     }
 }
 
-/// An order that already had a reservation: the same reservation again when
-/// the request matches and stock is (or was, until shipped) held for it.
-fn existing(req: &ReserveRequest, res: Reservation) -> Result<ReserveOutcome, EngineError> {
-    let asked = per_sku(req.lines.iter().map(|l| (l.sku.as_str(), l.quantity.get())));
-    let held = per_sku(res.lines.iter().map(|l| (l.sku.as_str(), l.quantity)));
-    if asked != held {
-        return Err(EngineError::FailedPrecondition(format!(
-            "order {} already has a reservation with different lines",
-            res.order_id
-        )));
-    }
-    match res.status {
-        ReservationStatus::Active | ReservationStatus::Committed | ReservationStatus::Fulfilled => {
-            Ok(ReserveOutcome::Existing(res))
-        }
-        s => Err(EngineError::FailedPrecondition(format!(
-            "order {} was {}; a new reservation needs a new order_id",
-            res.order_id,
-            status_word(s)
-        ))),
-    }
-}
-
-fn per_sku<'a>(lines: impl Iterator<Item = (&'a str, i64)>) -> BTreeMap<&'a str, i64> {
-    let mut m = BTreeMap::new();
-    for (sku, q) in lines {
-        *m.entry(sku).or_insert(0) += q;
-    }
-    m
-}
-
-fn rest_strings(r: &mut Reply) -> Result<Vec<String>, EngineError> {
-    let mut out = Vec::new();
-    while !r.is_empty() {
-        out.push(r.string()?);
-    }
-    Ok(out)
-}
-
-fn status_word(s: ReservationStatus) -> &'static str {
+pub(super) fn status_word(s: ReservationStatus) -> &'static str {
     match s {
         ReservationStatus::Active => "active",
         ReservationStatus::Committed => "committed",

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// Errors from the reservation engine. Business answers (out of stock, stop
 /// sell, unknown SKU on reserve) are not errors; see `ReserveOutcome`.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum EngineError {
     /// No reservation with this order id (or its tombstone has lapsed).
     #[error("no reservation for order {0}")]

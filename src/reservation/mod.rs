@@ -3,6 +3,7 @@
 //! (`keys.rs`), the scripts (`scripts.rs`), the calls and their replies
 //! (`engine.rs`, `reply.rs`) and the sweeper that expires holds on idle SKUs.
 
+mod batch;
 mod engine;
 mod error;
 mod keys;

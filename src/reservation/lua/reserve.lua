@@ -1,46 +1,55 @@
--- reserve.lua: holds every line of an order or none.
+-- reserve.lua: holds every line of an order or none, for a batch of orders.
 --
--- KEYS[1]            the order header key
--- KEYS[2..]          five keys per partition the lines touch (see common.lua)
--- ARGV[1..3]         common (clock offset, expiry batch, partition count)
--- ARGV[4]            order_id
--- ARGV[5]            ttl in ms
--- ARGV[6]            channel ('' for none)
--- ARGV[7]            how long the header outlives the hold, in ms (tombstone)
--- ARGV[8]            number of lines N
--- ARGV[9]            number of locations M in the allocation order
--- ARGV[10..9+M]      location ids, highest priority first
--- then per line      partition group index, sku, location ('' = allocate), quantity
+-- Concurrent Reserve calls are coalesced into one call of this script (see
+-- batch.rs): the fixed cost of a call (EVALSHA, the clock, the generation
+-- check, the expiry pass, decoding a hot SKU's record) is paid once per
+-- batch instead of once per order. Orders are applied one after the other,
+-- exactly as if each had been its own call: each is all-or-nothing, and a
+-- later order sees the holds of the earlier ones (the same order id twice
+-- in one batch gives EXISTS the second time).
 --
--- Returns one of
+-- KEYS[1..5*G]       five keys per partition any order touches (see common.lua)
+-- KEYS[5*G+k]        the header key of the k-th order
+-- ARGV[1..3]         common (clock offset, expiry batch, partition count G)
+-- ARGV[4]            number of orders K
+-- then per order     order_id, ttl in ms, channel ('' for none), how long the
+--                    header outlives the hold in ms (tombstone), number of
+--                    lines N, number of locations M in the allocation order,
+--                    M location ids (highest priority first), then per line:
+--                    partition group index, sku, location ('' = allocate), quantity
+--
+-- Returns {'NOGEN'} when a partition lacks its generation marker (nothing
+-- changed), else an array of K replies, one per order, each one of
 --   {'RESERVED', <order reply>}        held now
 --   {'EXISTS', <order reply>}          the order already had a reservation; nothing changed
 --   {'UNKNOWN', sku, ...}              SKUs not registered; nothing changed
 --   {'STOP', sku, ...}                 SKUs stopped; nothing changed
 --   {'SHORT', sku, location, requested, available, ...}   nothing changed
---   {'NOGEN'}                          a partition lacks its generation marker
 -- (<order reply>: see order_reply in common.lua.)
 
 local now = now_ms()
-if not gen_ok(2) then return { 'NOGEN' } end
-expire_all(2, now)
+if not gen_ok(1) then return { 'NOGEN' } end
+expire_all(1, now)
 
-local okey = KEYS[1]
-local order = ARGV[4]
-if redis.call('EXISTS', okey) == 1 then
-  return order_reply('EXISTS', okey, now)
+local nparts = tonumber(ARGV[3])
+local norders = tonumber(ARGV[4])
+
+-- Decoded level records shared by the whole batch: a SKU is decoded once and
+-- written once, however many orders hold it. false: not registered.
+local recs, part_of, dirty = {}, {}, {}
+
+local function record(pi, sku)
+  local rec = recs[sku]
+  if rec == nil then
+    rec = read_sku(part_keys(1, pi), sku) or false
+    recs[sku] = rec
+    part_of[sku] = pi
+  end
+  return rec
 end
 
-local ttl = tonumber(ARGV[5])
-local channel = ARGV[6]
-local grace = tonumber(ARGV[7])
-local nlines = tonumber(ARGV[8])
-local nlocs = tonumber(ARGV[9])
-local rank = {}
-for i = 1, nlocs do rank[ARGV[9 + i]] = i end
-
 -- Locations a record holds, in allocation order (unranked ones last, by name).
-local function ordered_locations(rec)
+local function ordered_locations(rec, rank, nlocs)
   local locs = {}
   for loc, _ in pairs(rec.l) do locs[#locs + 1] = loc end
   if #locs < 2 then return locs end
@@ -52,136 +61,159 @@ local function ordered_locations(rec)
   return locs
 end
 
--- Decode each SKU once; allocation works on these copies, so two lines of
--- the same SKU see each other's holds.
-local recs, parts_of = {}, {}
-local unknown, stopped, short = {}, {}, {}
-local lines = {}
-local a = 9 + nlocs
-for i = 1, nlines do
-  local pi, sku, loc, q = tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4])
-  a = a + 4
-  lines[i] = { pi = pi, sku = sku, loc = loc, q = q }
-  if recs[sku] == nil then
-    local p = part_keys(2, pi)
-    local rec = read_sku(p, sku)
-    recs[sku] = rec or false
-    parts_of[sku] = pi
-    if not rec then
-      unknown[#unknown + 1] = sku
-    elseif rec.stop == 1 then
-      stopped[#stopped + 1] = sku
+-- Reserves one order whose arguments start at ARGV[a + 1]. Returns its reply
+-- and the index of its last argument.
+local function reserve_one(okey, a)
+  local order = ARGV[a + 1]
+  local ttl = tonumber(ARGV[a + 2])
+  local channel = ARGV[a + 3]
+  local grace = tonumber(ARGV[a + 4])
+  local nlines = tonumber(ARGV[a + 5])
+  local nlocs = tonumber(ARGV[a + 6])
+  local rank = {}
+  for i = 1, nlocs do rank[ARGV[a + 6 + i]] = i end
+  a = a + 6 + nlocs
+  local lines = {}
+  for i = 1, nlines do
+    lines[i] = { pi = tonumber(ARGV[a + 1]), sku = ARGV[a + 2], loc = ARGV[a + 3], q = tonumber(ARGV[a + 4]) }
+    a = a + 4
+  end
+
+  if redis.call('EXISTS', okey) == 1 then
+    return order_reply('EXISTS', okey, now), a
+  end
+
+  local unknown, stopped, short = {}, {}, {}
+  local seen = {}
+  for _, ln in ipairs(lines) do
+    if not seen[ln.sku] then
+      seen[ln.sku] = true
+      local rec = record(ln.pi, ln.sku)
+      if not rec then
+        unknown[#unknown + 1] = ln.sku
+      elseif rec.stop == 1 then
+        stopped[#stopped + 1] = ln.sku
+      end
     end
   end
-end
-if #unknown > 0 then
-  local out = { 'UNKNOWN' }
-  for _, s in ipairs(unknown) do out[#out + 1] = s end
-  return out
-end
-if #stopped > 0 then
-  local out = { 'STOP' }
-  for _, s in ipairs(stopped) do out[#out + 1] = s end
-  return out
-end
+  if #unknown > 0 then return { 'UNKNOWN', unpack(unknown) }, a end
+  if #stopped > 0 then return { 'STOP', unpack(stopped) }, a end
 
--- Allocate: an explicit location must fill its line alone; otherwise the
--- first location (by priority) that can fill it alone, else a split across
--- locations in priority order.
-local held = {}   -- list of {pi, sku, loc, q}
-for _, ln in ipairs(lines) do
-  local rec = recs[ln.sku]
-  if ln.loc ~= '' then
-    local avail = rec.l[ln.loc] and available(rec.l[ln.loc]) or 0
-    if avail >= ln.q then
-      local l = level(rec, ln.loc)
-      l[RS] = l[RS] + ln.q
-      held[#held + 1] = { ln.pi, ln.sku, ln.loc, ln.q }
-    else
-      short[#short + 1] = { ln.sku, ln.loc, ln.q, math.max(avail, 0) }
-    end
-  else
-    local locs = ordered_locations(rec)
-    local total, whole = 0, nil
-    for _, loc in ipairs(locs) do
-      local avail = available(rec.l[loc])
-      if avail > 0 then total = total + avail end
-      if whole == nil and avail >= ln.q then whole = loc end
-    end
-    if whole then
-      local l = rec.l[whole]
-      l[RS] = l[RS] + ln.q
-      held[#held + 1] = { ln.pi, ln.sku, whole, ln.q }
-    elseif total >= ln.q then
-      local left = ln.q
-      for _, loc in ipairs(locs) do
-        if left == 0 then break end
-        local l = rec.l[loc]
-        local take = math.min(math.max(available(l), 0), left)
-        if take > 0 then
-          l[RS] = l[RS] + take
-          held[#held + 1] = { ln.pi, ln.sku, loc, take }
-          left = left - take
-        end
+  -- Allocate on the shared records: an explicit location must fill its line
+  -- alone; otherwise the first location (by priority) that can fill it
+  -- alone, else a split across locations in priority order. Two lines of
+  -- the same SKU see each other's holds. Undone below if any line is short.
+  local held = {}   -- list of {pi, sku, loc, q}
+  for _, ln in ipairs(lines) do
+    local rec = recs[ln.sku]
+    if ln.loc ~= '' then
+      local avail = rec.l[ln.loc] and available(rec.l[ln.loc]) or 0
+      if avail >= ln.q then
+        local l = rec.l[ln.loc]
+        l[RS] = l[RS] + ln.q
+        held[#held + 1] = { ln.pi, ln.sku, ln.loc, ln.q }
+      else
+        short[#short + 1] = { ln.sku, ln.loc, ln.q, math.max(avail, 0) }
       end
     else
-      short[#short + 1] = { ln.sku, '', ln.q, total }
+      local locs = ordered_locations(rec, rank, nlocs)
+      local total, whole = 0, nil
+      for _, loc in ipairs(locs) do
+        local avail = available(rec.l[loc])
+        if avail > 0 then total = total + avail end
+        if whole == nil and avail >= ln.q then whole = loc end
+      end
+      if whole then
+        local l = rec.l[whole]
+        l[RS] = l[RS] + ln.q
+        held[#held + 1] = { ln.pi, ln.sku, whole, ln.q }
+      elseif total >= ln.q then
+        local left = ln.q
+        for _, loc in ipairs(locs) do
+          if left == 0 then break end
+          local l = rec.l[loc]
+          local take = math.min(math.max(available(l), 0), left)
+          if take > 0 then
+            l[RS] = l[RS] + take
+            held[#held + 1] = { ln.pi, ln.sku, loc, take }
+            left = left - take
+          end
+        end
+      else
+        short[#short + 1] = { ln.sku, '', ln.q, total }
+      end
     end
   end
-end
-if #short > 0 then
-  local out = { 'SHORT' }
-  for _, s in ipairs(short) do
-    for _, v in ipairs(s) do out[#out + 1] = v end
+  if #short > 0 then
+    for _, h in ipairs(held) do
+      local l = recs[h[2]].l[h[3]]
+      l[RS] = l[RS] - h[4]
+    end
+    local out = { 'SHORT' }
+    for _, s in ipairs(short) do
+      for _, v in ipairs(s) do out[#out + 1] = v end
+    end
+    return out, a
   end
-  return out
+
+  -- Everything fits: one event per SKU-location, the per-partition holds,
+  -- the expiry index and the header. The records are written after the batch.
+  local ea = now + ttl
+  local sum = {}       -- "pi\0sku\0loc" -> {pi, sku, loc, q}
+  local sum_order = {}
+  for _, h in ipairs(held) do
+    local k = h[1] .. '\0' .. h[2] .. '\0' .. h[3]
+    if sum[k] then
+      sum[k][4] = sum[k][4] + h[4]
+    else
+      sum[k] = { h[1], h[2], h[3], h[4] }
+      sum_order[#sum_order + 1] = k
+    end
+  end
+  local by_part = {}
+  local part_list = {}
+  for _, k in ipairs(sum_order) do
+    local s = sum[k]
+    local p = part_keys(1, s[1])
+    emit(p, 'reserve', s[2], s[3], { 0, s[4], 0, 0 }, recs[s[2]].l[s[3]], order, '', '', now, ea, channel)
+    dirty[s[2]] = true
+    if not by_part[s[1]] then
+      by_part[s[1]] = {}
+      part_list[#part_list + 1] = s[1]
+    end
+    table.insert(by_part[s[1]], { s[2], s[3], s[4] })
+  end
+  for _, pi in ipairs(part_list) do
+    local p = part_keys(1, pi)
+    redis.call('HSET', p.holds, order, cjson.encode({ e = ea, c = 0, l = by_part[pi] }))
+    redis.call('ZADD', p.exp, ea, order)
+  end
+  local fields = { 'st', 'ACTIVE', 'ca', now, 'ea', ea, 'ch', channel, 'n', #sum_order }
+  -- The reply is built from the values in hand (same shape as order_reply).
+  local reply = { 'RESERVED', 'ACTIVE', now, ea, channel, '', #sum_order }
+  for i, k in ipairs(sum_order) do
+    local s = sum[k]
+    fields[#fields + 1] = 's' .. i
+    fields[#fields + 1] = s[2]
+    fields[#fields + 1] = 'l' .. i
+    fields[#fields + 1] = s[3]
+    fields[#fields + 1] = 'q' .. i
+    fields[#fields + 1] = s[4]
+    reply[#reply + 1] = s[2]
+    reply[#reply + 1] = s[3]
+    reply[#reply + 1] = s[4]
+  end
+  redis.call('HSET', okey, unpack(fields))
+  redis.call('PEXPIRE', okey, ttl + grace)
+  return reply, a
 end
 
--- Everything fits: write the records, one event per SKU-location, the
--- per-partition holds, the expiry index and the header.
-local ea = now + ttl
-local sum = {}       -- "pi\0sku\0loc" -> {pi, sku, loc, q}
-local sum_order = {}
-for _, h in ipairs(held) do
-  local k = h[1] .. '\0' .. h[2] .. '\0' .. h[3]
-  if sum[k] then
-    sum[k][4] = sum[k][4] + h[4]
-  else
-    sum[k] = { h[1], h[2], h[3], h[4] }
-    sum_order[#sum_order + 1] = k
-  end
+local replies = {}
+local a = 4
+for k = 1, norders do
+  replies[k], a = reserve_one(KEYS[5 * nparts + k], a)
 end
-local by_part = {}
-for _, k in ipairs(sum_order) do
-  local s = sum[k]
-  local p = part_keys(2, s[1])
-  emit(p, 'reserve', s[2], s[3], { 0, s[4], 0, 0 }, recs[s[2]].l[s[3]], order, '', '', now, { 'e', ea, 'ch', channel })
-  by_part[s[1]] = by_part[s[1]] or {}
-  table.insert(by_part[s[1]], { s[2], s[3], s[4] })
+for sku, _ in pairs(dirty) do
+  write_sku(part_keys(1, part_of[sku]), sku, recs[sku])
 end
-for sku, rec in pairs(recs) do
-  write_sku(part_keys(2, parts_of[sku]), sku, rec)
-end
-for pi, hl in pairs(by_part) do
-  local p = part_keys(2, pi)
-  redis.call('HSET', p.holds, order, cjson.encode({ e = ea, c = 0, l = hl }))
-  redis.call('ZADD', p.exp, ea, order)
-end
-local fields = { 'st', 'ACTIVE', 'ca', now, 'ea', ea, 'ch', channel, 'n', #sum_order }
--- The reply is built from the values in hand (same shape as order_reply).
-local reply = { 'RESERVED', 'ACTIVE', now, ea, channel, '', #sum_order }
-for i, k in ipairs(sum_order) do
-  local s = sum[k]
-  fields[#fields + 1] = 's' .. i
-  fields[#fields + 1] = s[2]
-  fields[#fields + 1] = 'l' .. i
-  fields[#fields + 1] = s[3]
-  fields[#fields + 1] = 'q' .. i
-  fields[#fields + 1] = s[4]
-  reply[#reply + 1] = s[2]
-  reply[#reply + 1] = s[3]
-  reply[#reply + 1] = s[4]
-end
-redis.call('HSET', okey, unpack(fields))
-redis.call('PEXPIRE', okey, ttl + grace)
-return reply
+return replies
