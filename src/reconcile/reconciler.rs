@@ -302,7 +302,7 @@ impl Reconciler {
                                 self.stats.leading.store(false, Ordering::Relaxed);
                             }
                         }
-                        if n > 0 { Duration::ZERO } else { self.settings.interval }
+                        next_read(n, &self.settings)
                     }
                     Err(e) => {
                         tracing::warn!(error = format!("{e:#}"), ?backoff, "reconcile failed; retrying");
@@ -326,5 +326,37 @@ impl Reconciler {
             l.release().await;
         }
         self.stats.leading.store(false, Ordering::Relaxed);
+    }
+}
+
+/// How long to wait before the next read, after a batch of `n` events: none
+/// after a large batch (a backlog to catch up on), a fifth of the interval
+/// after a small one (so that under steady traffic each Postgres transaction
+/// carries many events instead of a few), the whole interval when idle.
+fn next_read(n: u64, settings: &ReconcilerSettings) -> Duration {
+    if n >= u64::try_from(settings.batch).unwrap_or(u64::MAX) {
+        Duration::ZERO
+    } else if n > 0 {
+        settings.interval / 5
+    } else {
+        settings.interval
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_again_at_once_only_after_a_full_batch() {
+        let s = ReconcilerSettings {
+            interval: Duration::from_millis(250),
+            batch: 500,
+            lag_alert: Duration::from_secs(5),
+        };
+        assert_eq!(next_read(500, &s), Duration::ZERO);
+        assert_eq!(next_read(2000, &s), Duration::ZERO);
+        assert_eq!(next_read(1, &s), Duration::from_millis(50));
+        assert_eq!(next_read(0, &s), Duration::from_millis(250));
     }
 }

@@ -195,16 +195,23 @@ async fn record_reservations(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Re
             moves.push((o.clone(), status, e.at_ms, reason));
         }
     }
-    for (order, status, at, reason) in moves.iter().filter(|m| m.1 != "ACTIVE") {
+    // One statement for every order's latest move (applying them one by one
+    // in stream order would leave the same, at one round trip each).
+    let mut latest: BTreeMap<&str, &(String, &'static str, i64, String)> = BTreeMap::new();
+    for m in moves.iter().filter(|m| m.1 != "ACTIVE") {
+        latest.insert(m.0.as_str(), m);
+    }
+    if !latest.is_empty() {
         sqlx::query(
-            "UPDATE reservations SET status = $2, updated_at = to_timestamp($3 / 1000.0),
-                 release_reason = CASE WHEN $2 = 'RELEASED' THEN $4 ELSE release_reason END
-             WHERE order_id = $1 AND status <> $2",
+            "UPDATE reservations AS r SET status = u.s, updated_at = to_timestamp(u.t / 1000.0),
+                 release_reason = CASE WHEN u.s = 'RELEASED' THEN u.rr ELSE r.release_reason END
+             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[]) AS u(o, s, t, rr)
+             WHERE r.order_id = u.o AND r.status <> u.s",
         )
-        .bind(order)
-        .bind(status)
-        .bind(*at)
-        .bind(reason)
+        .bind(latest.values().map(|m| m.0.clone()).collect::<Vec<_>>())
+        .bind(latest.values().map(|m| m.1.to_owned()).collect::<Vec<_>>())
+        .bind(latest.values().map(|m| m.2).collect::<Vec<_>>())
+        .bind(latest.values().map(|m| m.3.clone()).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
     }
