@@ -67,13 +67,39 @@ pub struct Adjusted {
     pub replayed: bool,
 }
 
-/// The levels record of one SKU as the scripts store it (see common.lua).
+/// The levels record of one SKU as the scripts store it (MessagePack; see
+/// common.lua).
 #[derive(Debug, Deserialize)]
 struct SkuRecord {
+    #[serde(default)]
     stop: i64,
-    /// location -> [on_hand, reserved, committed, in_transit]. cjson writes an
-    /// empty table as `{}`, which this reads as an empty map.
-    l: BTreeMap<String, [i64; 4]>,
+    #[serde(default)]
+    l: Locations,
+}
+
+/// location -> [on_hand, reserved, committed, in_transit]. Lua cannot tell an
+/// empty map from an empty array, so a SKU with no location yet comes packed
+/// as `[]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Locations {
+    Map(BTreeMap<String, [i64; 4]>),
+    Empty(#[allow(dead_code, reason = "only its shape is read")] Vec<serde::de::IgnoredAny>),
+}
+
+impl Default for Locations {
+    fn default() -> Self {
+        Locations::Map(BTreeMap::new())
+    }
+}
+
+impl Locations {
+    fn into_map(self) -> BTreeMap<String, [i64; 4]> {
+        match self {
+            Locations::Map(m) => m,
+            Locations::Empty(_) => BTreeMap::new(),
+        }
+    }
 }
 
 /// The reservation engine. Cheap to share behind an `Arc`. Its state lives
@@ -202,7 +228,6 @@ impl Engine {
         let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
         self.clock_offset_ms.fetch_add(ms, Ordering::SeqCst);
     }
-
 }
 
 impl Core {
@@ -348,7 +373,6 @@ impl Core {
         }
         result
     }
-
 }
 
 impl Engine {
@@ -488,7 +512,7 @@ impl Engine {
         for p in &parts {
             pipe.cmd("HEXISTS").arg(self.keys.partition(*p).lvl).arg(GEN_FIELD);
         }
-        let (raw, markers): (Vec<Option<String>>, Vec<bool>) = self
+        let (raw, markers): (Vec<Option<Vec<u8>>>, Vec<bool>) = self
             .with_conn(async |c| {
                 let mut v: Vec<Value> = pipe.query_async(c).await?;
                 let markers = v.split_off(skus.len());
@@ -509,10 +533,11 @@ impl Engine {
                 let Some(raw) = raw else {
                     return Ok(SkuLevels { sku: sku.to_string(), known: false, stop_sell: false, locations: vec![] });
                 };
-                let rec: SkuRecord = serde_json::from_str(&raw)
+                let rec: SkuRecord = rmp_serde::from_slice(&raw)
                     .map_err(|e| EngineError::Protocol { script: "levels", detail: format!("{sku}: {e}") })?;
                 let locations = rec
                     .l
+                    .into_map()
                     .into_iter()
                     .filter(|(loc, _)| location.is_none_or(|want| want.as_str() == loc))
                     .map(|(location_id, [on_hand, reserved, committed, in_transit])| LocationLevels {
@@ -547,6 +572,7 @@ impl Engine {
             op.to_string(),
             reason.to_owned(),
             millis(self.settings.operation_retention).to_string(),
+            Keys::operation_member(op.as_str()),
         ];
         let v = self.run(&SCRIPTS.adjust, &keys, 1, &args).await?;
         let mut r = Reply::new("adjust", v)?;
@@ -685,7 +711,7 @@ impl Engine {
             }
             args.push(ops.len().to_string());
             for (op, at) in &ops {
-                args.extend([op.clone(), at.to_string()]);
+                args.extend([Keys::operation_member(op), at.to_string()]);
             }
             for x in &headers {
                 args.push(x.fields.len().to_string());

@@ -10,6 +10,7 @@
 -- ARGV[8]      operation_id
 -- ARGV[9]      reason
 -- ARGV[10]     how long the operation id is remembered, in ms
+-- ARGV[11]     the operation id's digest: its member in the ops index
 --
 -- Returns {'OK'|'DUP'|'UNKNOWN'|'NOGEN', on_hand, reserved, committed, in_transit, applied delta}.
 -- DUP: the operation id was applied before; nothing changed, levels as now.
@@ -24,13 +25,13 @@ redis.call('ZREMRANGEBYSCORE', p.ops, '-inf', now)
 local rec = read_sku(p, sku)
 if not rec then return { 'UNKNOWN', 0, 0, 0, 0, 0 } end
 local l = rec.l[loc] or { 0, 0, 0, 0 }
-if redis.call('ZSCORE', p.ops, op) then
+if redis.call('ZSCORE', p.ops, ARGV[11]) then
   return { 'DUP', l[OH], l[RS], l[CM], l[IT], 0 }
 end
 
 local delta = value
 if mode == 'set' then delta = value - l[OH] end
-redis.call('ZADD', p.ops, now + tonumber(ARGV[10]), op)
+redis.call('ZADD', p.ops, now + tonumber(ARGV[10]), ARGV[11])
 -- A first count at a new location is recorded even when it is zero, so the
 -- location exists (exports list it, the ledger shows the count).
 if delta ~= 0 or rec.l[loc] == nil then

@@ -2,13 +2,17 @@
 --
 -- Data layout of one partition p (every key carries the hash tag {p}, so one
 -- partition lives in one Redis Cluster slot; keys.rs builds every name):
---   lvl    hash   field <sku> -> JSON {"stop":0|1,"l":{<location>:[on_hand,reserved,committed,in_transit]}}
+--   lvl    hash   field <sku> -> MessagePack {stop=0|1, l={<location>=[on_hand,reserved,committed,in_transit]}}
+--                 (MessagePack, not JSON: a 3-location record fits Redis's 64-byte
+--                 allocation class instead of 96, and packs and unpacks faster)
 --                 A field exists exactly for the SKUs the catalog has registered.
 --   holds  hash   field <order_id> -> JSON {"e":expires_ms,"c":0|1,"l":[[sku,location,qty],...]}
 --                 The lines of that order that live in this partition; c=1 once committed.
 --   exp    zset   member <order_id>, score expires_ms: the uncommitted holds, by expiry.
 --   ev     stream one entry per changed SKU-location (read by the reconciler).
---   ops    zset   member <operation_id>, score forget_at_ms: applied operation ids.
+--   ops    zset   member <digest of operation_id>, score forget_at_ms: applied
+--                 operation ids (16-byte digests: ids are often long, and
+--                 one is kept per stock change for 24 h; see keys.rs).
 -- An order's header is its own hash key (in the partition of the order id):
 --   st ACTIVE|COMMITTED|FULFILLED|RELEASED, ca, ea (ms), ch, rr, n, s<i>/l<i>/q<i>.
 --   EXPIRED is derived: st == ACTIVE and now >= ea.
@@ -36,11 +40,11 @@ end
 local function read_sku(p, sku)
   local raw = redis.call('HGET', p.lvl, sku)
   if not raw then return nil end
-  return cjson.decode(raw)
+  return cmsgpack.unpack(raw)
 end
 
 local function write_sku(p, sku, rec)
-  redis.call('HSET', p.lvl, sku, cjson.encode(rec))
+  redis.call('HSET', p.lvl, sku, cmsgpack.pack(rec))
 end
 
 -- The four stored numbers of one location, created at zero on first use.

@@ -11,5 +11,5 @@
 local p = part_keys(1, 1)
 if not gen_ok(1) then return -2 end
 if redis.call('HEXISTS', p.lvl, ARGV[4]) == 1 then return 0 end
-redis.call('HSET', p.lvl, ARGV[4], '{"stop":0,"l":{}}')
+redis.call('HSET', p.lvl, ARGV[4], cmsgpack.pack({ stop = 0, l = {} }))
 return 1

@@ -9,7 +9,7 @@
 -- ARGV[5]      1 on the last call for this partition: then the marker is written
 -- ARGV[6]      S, then S pairs: sku, JSON levels record
 -- then         H, then H triples: order_id, JSON hold, expires_ms ('' when committed)
--- then         O, then O pairs: operation_id, forget_at_ms
+-- then         O, then O pairs: operation id digest (see keys.rs), forget_at_ms
 -- then         per header key KEYS[6..]: F, then F field/value pairs, then
 --              the key's time to live in ms (0: no expiry)
 --
@@ -26,7 +26,8 @@ end
 
 for _ = 1, tonumber(take()) do
   local sku, rec = take(), take()
-  redis.call('HSET', p.lvl, sku, rec)
+  -- Given as JSON (Postgres builds it); stored packed like write_sku does.
+  redis.call('HSET', p.lvl, sku, cmsgpack.pack(cjson.decode(rec)))
 end
 for _ = 1, tonumber(take()) do
   local order, hold, ea = take(), take(), take()
