@@ -60,6 +60,9 @@ const RELEASE_PCT: u32 = 25;
 const MAX_LINES: usize = 5;
 /// Hold length of orders that will be committed or released right away.
 const HOLD_TTL: Duration = Duration::from_secs(120);
+/// Longest wait for the reconciler to drain the streams before a memory reading.
+const STREAM_DRAIN_LIMIT: Duration = Duration::from_secs(20);
+
 /// Hold length of the holds made for the memory measurement.
 const MEMORY_HOLD_TTL: Duration = Duration::from_secs(600);
 /// Location ids are this plus 1..=L; the same ids every run (upserting them
@@ -186,6 +189,7 @@ pub async fn run(args: &CatalogArgs) -> anyhow::Result<Outcome> {
         ));
     }
     if let (Some(p), Some((m0, usage0))) = (probe.as_mut(), mem0) {
+        drain_note(p, &mut notes).await?;
         let (m1, usage1) = (p.used_memory().await?, p.usage_by_kind().await?);
         let per = (m1 as f64 - m0 as f64) / sku_locations;
         memory.redis_bytes_per_sku_location = Some(round(per, 1));
@@ -291,6 +295,19 @@ pub async fn run(args: &CatalogArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome { summary, notes })
 }
 
+/// Waits for the reconciler to drain the event streams before a memory
+/// reading, and says in the notes if it did not within the limit.
+async fn drain_note(probe: &mut RedisProbe, notes: &mut Vec<String>) -> anyhow::Result<()> {
+    let left = probe.wait_for_drained_streams(STREAM_DRAIN_LIMIT).await?;
+    if left > 0 {
+        notes.push(format!(
+            "note: {left} events were still in the streams after {STREAM_DRAIN_LIMIT:?} (is the reconciler on?); \
+             the memory figure below includes them"
+        ));
+    }
+    Ok(())
+}
+
 /// Makes `holds` single-line holds (10 min), reads used_memory around them,
 /// then releases them. Returns bytes per hold and a per-key-kind breakdown.
 async fn measure_holds(
@@ -329,9 +346,11 @@ async fn measure_holds(
         .buffer_unordered(concurrency.max(1))
         .try_collect::<()>()
         .await?;
+    let mut notes = Vec::new();
+    drain_note(probe, &mut notes).await?;
     let (m1, usage1) = (probe.used_memory().await?, probe.usage_by_kind().await?);
     let per = (m1 as f64 - m0 as f64) / holds as f64;
-    let mut notes = vec![format!("redis used_memory {m0} -> {m1} around {holds} holds")];
+    notes.push(format!("redis used_memory {m0} -> {m1} around {holds} holds"));
     if !usage1.is_empty() {
         notes.push(redis_probe::describe_usage_delta(&usage0, &usage1, holds as f64, "active hold"));
     }

@@ -65,6 +65,52 @@ impl RedisProbe {
         Ok(self.snapshot().await?.used_memory)
     }
 
+    /// Entries in the store's event streams not yet reconciled and trimmed
+    /// (0 without a prefix).
+    pub async fn stream_backlog(&mut self) -> anyhow::Result<u64> {
+        let Some(prefix) = self.prefix.clone() else { return Ok(0) };
+        let pattern = format!("{prefix}:*:ev");
+        let mut cursor: u64 = 0;
+        let mut total = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut self.conn)
+                .await?;
+            if !keys.is_empty() {
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.cmd("XLEN").arg(k);
+                }
+                let lens: Vec<u64> = pipe.query_async(&mut self.conn).await?;
+                total += lens.iter().sum::<u64>();
+            }
+            if next == 0 {
+                return Ok(total);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Waits (up to `limit`) until the reconciler has drained the event
+    /// streams, so that a memory reading counts what stays, not the events
+    /// in transit (their number depends on the reconcile lag, not on the
+    /// data). Returns the backlog left.
+    pub async fn wait_for_drained_streams(&mut self, limit: std::time::Duration) -> anyhow::Result<u64> {
+        let until = tokio::time::Instant::now() + limit;
+        loop {
+            let left = self.stream_backlog().await?;
+            if left == 0 || tokio::time::Instant::now() >= until {
+                return Ok(left);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// MEMORY USAGE summed per kind of key under the prefix (`lvl`, `holds`,
     /// `exp`, `ev`, `ops`, `ord`, ...): (keys, bytes). Empty without a prefix.
     pub async fn usage_by_kind(&mut self) -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
