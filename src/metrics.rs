@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::reconcile::ReconcileStats;
@@ -25,6 +26,8 @@ pub struct Metrics {
     pub overload_rejections: IntCounter,
     /// Lua script latency by script.
     pub script_duration: HistogramVec,
+    /// Orders carried by each Reserve script call (coalescing, see batch.rs).
+    pub reserve_batch_orders: Histogram,
     /// Script calls that failed (Redis down, timeout, script error) by script.
     pub script_errors: IntCounterVec,
     /// Holds released by the sweeper (idle SKUs).
@@ -76,6 +79,11 @@ impl Metrics {
         let overload_rejections =
             IntCounter::new("stockd_overload_rejections_total", "Calls refused with RESOURCE_EXHAUSTED")?;
         r.register(Box::new(overload_rejections.clone()))?;
+        let reserve_batch_orders = Histogram::with_opts(
+            HistogramOpts::new("stockd_reserve_batch_orders", "Orders carried by each Reserve script call")
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1000.0]),
+        )?;
+        r.register(Box::new(reserve_batch_orders.clone()))?;
         let sweeper_released =
             IntCounter::new("stockd_sweeper_released_total", "Expired holds released by the sweeper")?;
         r.register(Box::new(sweeper_released.clone()))?;
@@ -84,6 +92,7 @@ impl Metrics {
             rpc_duration: histogram_vec(&r, "stockd_rpc_duration_seconds", "gRPC call latency", &["method", "code"])?,
             overload_rejections,
             script_duration: histogram_vec(&r, "stockd_script_duration_seconds", "Lua script latency", &["script"])?,
+            reserve_batch_orders,
             script_errors: counter_vec(&r, "stockd_script_errors_total", "Failed script calls", &["script"])?,
             sweeper_released,
             active_holds: gauge(&r, "stockd_active_holds", "Uncommitted holds")?,

@@ -128,3 +128,75 @@ async fn a_short_line_fails_the_whole_order_and_holds_nothing() {
         .expect_err("no reservation was made");
     assert_eq!(err.code(), tonic::Code::NotFound);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserves_coalesced_into_shared_script_calls_stay_all_or_nothing_each() {
+    // Arrange: one script call in flight at a time, so concurrent calls queue
+    // and share the next one. A has plenty, B only 3.
+    let app = TestApp::spawn_with(|c| c.reserve_calls = 1).await;
+    app.stocked("BATCH-A", 1000).await;
+    app.stocked("BATCH-B", 3).await;
+
+    // Act: 200 calls at once, of four kinds: one A; A and B (B runs out
+    // after three, so the rest are short and must give back the A they
+    // took first); pairs with the same order id; A with a SKU nobody
+    // registered.
+    let order = |i: usize| match i % 4 {
+        0 => (format!("a-{i}"), vec![("BATCH-A", 1)]),
+        1 => (format!("ab-{i}"), vec![("BATCH-A", 1), ("BATCH-B", 1)]),
+        2 => (format!("dup-{}", i / 8), vec![("BATCH-A", 1)]),
+        _ => (format!("unknown-{i}"), vec![("BATCH-A", 1), ("NO-SUCH-SKU", 1)]),
+    };
+    let calls = (0..200).map(|i| {
+        let app = &app;
+        let (id, lines) = order(i);
+        async move { (id.clone(), app.reserve(&id, &lines, 0).await.expect("no call fails")) }
+    });
+    let results = join_all(calls).await;
+
+    // Assert: what the answers say was held is exactly what the levels hold
+    // (an order id reserved twice is one reservation, answered twice).
+    let mut held: HashMap<&str, &proto::Reservation> = HashMap::new();
+    let mut by_dup: HashMap<&str, Vec<&proto::ReserveResponse>> = HashMap::new();
+    for (id, r) in &results {
+        if r.outcome() == ReserveOutcome::Reserved {
+            held.insert(id, r.reservation.as_ref().expect("a reservation"));
+        }
+        if id.starts_with("unknown-") {
+            assert_eq!(r.outcome(), ReserveOutcome::UnknownSku, "{id}");
+        }
+        if id.starts_with("dup-") {
+            by_dup.entry(id).or_default().push(r);
+        }
+    }
+    let (mut held_a, mut held_b) = (0, 0);
+    for line in held.values().flat_map(|r| &r.lines) {
+        match line.sku.as_str() {
+            "BATCH-A" => held_a += line.quantity,
+            "BATCH-B" => held_b += line.quantity,
+            other => panic!("held an unexpected sku {other}"),
+        }
+    }
+    let (a, b) = (app.total("BATCH-A").await, app.total("BATCH-B").await);
+    assert_eq!((a.reserved, b.reserved), (held_a, held_b));
+    assert_eq!(held_a, 50 + 3 + 25, "every single-A order, the three A+B that fit, one per duplicated id");
+    assert_eq!(a.available, 1000 - held_a);
+    assert_eq!((b.reserved, b.available), (3, 0), "B sells out");
+    assert_eq!(by_dup.len(), 25);
+    for (id, answers) in &by_dup {
+        assert_eq!(answers.len(), 2, "{id}");
+        assert_eq!(answers[0].outcome(), answers[1].outcome(), "{id}");
+        if answers[0].outcome() == ReserveOutcome::Reserved {
+            let created = |r: &proto::ReserveResponse| r.reservation.as_ref().and_then(|x| x.created_at);
+            assert_eq!(created(answers[0]), created(answers[1]), "{id} was reserved twice");
+        }
+    }
+    // And the calls were in fact coalesced: fewer script calls than orders.
+    let (_, page) = common::http_get(app.http_addr, "/metrics").await;
+    let (orders, script_calls) = (
+        common::metric(&page, "stockd_reserve_batch_orders_sum"),
+        common::metric(&page, "stockd_reserve_batch_orders_count"),
+    );
+    assert!(orders >= 200.0, "every Reserve went through a batch: {orders}");
+    assert!(script_calls < orders, "{script_calls} script calls for {orders} orders");
+}

@@ -349,11 +349,8 @@ mod tests {
 
     #[test]
     fn reads_again_at_once_only_after_a_full_batch() {
-        let s = ReconcilerSettings {
-            interval: Duration::from_millis(250),
-            batch: 500,
-            lag_alert: Duration::from_secs(5),
-        };
+        let s =
+            ReconcilerSettings { interval: Duration::from_millis(250), batch: 500, lag_alert: Duration::from_secs(5) };
         assert_eq!(next_read(500, &s), Duration::ZERO);
         assert_eq!(next_read(2000, &s), Duration::ZERO);
         assert_eq!(next_read(1, &s), Duration::from_millis(50));

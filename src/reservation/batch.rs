@@ -93,6 +93,9 @@ impl Core {
                 }
                 take_batch(&mut q.waiting, core.settings().reserve_batch.max(1))
             };
+            if let Some(m) = core.metrics() {
+                m.reserve_batch_orders.observe(batch.len() as f64);
+            }
             let (answers, batch) = core.reserve_batch(batch).await;
             match answers {
                 Ok(answers) => {

@@ -218,11 +218,6 @@ impl Engine {
         self
     }
 
-    /// Where this engine counts (none in bare tests).
-    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
-        self.metrics.as_ref()
-    }
-
     /// Test hook: moves the engine's clock forward (Redis TIME + offset).
     pub fn advance_clock(&self, by: Duration) {
         let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
@@ -231,6 +226,11 @@ impl Engine {
 }
 
 impl Core {
+    /// Where this engine counts (none in bare tests).
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
+    }
+
     /// The settings this engine runs with.
     pub fn settings(&self) -> &EngineSettings {
         &self.settings
