@@ -65,35 +65,41 @@ impl RedisProbe {
         Ok(self.snapshot().await?.used_memory)
     }
 
-    /// Entries in the store's event streams not yet reconciled and trimmed
-    /// (0 without a prefix).
-    pub async fn stream_backlog(&mut self) -> anyhow::Result<u64> {
-        let Some(prefix) = self.prefix.clone() else { return Ok(0) };
-        let pattern = format!("{prefix}:*:ev");
+    /// Every key matching `pattern` (SCAN, so the server is never blocked).
+    async fn scan(&mut self, pattern: &str) -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
         let mut cursor: u64 = 0;
-        let mut total = 0;
         loop {
             let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
-                .arg(&pattern)
+                .arg(pattern)
                 .arg("COUNT")
                 .arg(1000)
                 .query_async(&mut self.conn)
                 .await?;
-            if !keys.is_empty() {
-                let mut pipe = redis::pipe();
-                for k in &keys {
-                    pipe.cmd("XLEN").arg(k);
-                }
-                let lens: Vec<u64> = pipe.query_async(&mut self.conn).await?;
-                total += lens.iter().sum::<u64>();
-            }
+            out.extend(keys);
             if next == 0 {
-                return Ok(total);
+                return Ok(out);
             }
             cursor = next;
         }
+    }
+
+    /// Entries in the store's event streams not yet reconciled and trimmed
+    /// (0 without a prefix).
+    pub async fn stream_backlog(&mut self) -> anyhow::Result<u64> {
+        let Some(prefix) = self.prefix.clone() else { return Ok(0) };
+        let keys = self.scan(&format!("{prefix}:*:ev")).await?;
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.cmd("XLEN").arg(k);
+        }
+        let lens: Vec<u64> = pipe.query_async(&mut self.conn).await?;
+        Ok(lens.iter().sum())
     }
 
     /// Waits (up to `limit`) until the reconciler has drained the event
@@ -116,34 +122,20 @@ impl RedisProbe {
     pub async fn usage_by_kind(&mut self) -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
         let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         let Some(prefix) = self.prefix.clone() else { return Ok(out) };
-        let pattern = format!("{prefix}:*");
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut self.conn)
-                .await?;
-            for batch in keys.chunks(USAGE_BATCH) {
-                let mut pipe = redis::pipe();
-                for k in batch {
-                    pipe.cmd("MEMORY").arg("USAGE").arg(k).arg("SAMPLES").arg(0);
-                }
-                let sizes: Vec<Option<u64>> = pipe.query_async(&mut self.conn).await?;
-                for (k, size) in batch.iter().zip(sizes) {
-                    let e = out.entry(key_kind(&prefix, k)).or_default();
-                    e.0 += 1;
-                    e.1 += size.unwrap_or(0);
-                }
+        let keys = self.scan(&format!("{prefix}:*")).await?;
+        for batch in keys.chunks(USAGE_BATCH) {
+            let mut pipe = redis::pipe();
+            for k in batch {
+                pipe.cmd("MEMORY").arg("USAGE").arg(k).arg("SAMPLES").arg(0);
             }
-            if next == 0 {
-                return Ok(out);
+            let sizes: Vec<Option<u64>> = pipe.query_async(&mut self.conn).await?;
+            for (k, size) in batch.iter().zip(sizes) {
+                let e = out.entry(key_kind(&prefix, k)).or_default();
+                e.0 += 1;
+                e.1 += size.unwrap_or(0);
             }
-            cursor = next;
         }
+        Ok(out)
     }
 }
 
