@@ -19,7 +19,7 @@ use redis::Value;
 use tokio::sync::oneshot;
 
 use super::EngineError;
-use super::engine::{Core, status_word};
+use super::engine::{Core, millis, status_word};
 use super::reply::Reply;
 use super::scripts::SCRIPTS;
 use crate::domain::{LocationId, Reservation, ReservationStatus, ReserveOutcome, ReserveRequest, Shortage};
@@ -119,7 +119,7 @@ impl Core {
         let mut keys = part_keys;
         keys.extend(batch.iter().map(|p| self.keys().order(p.req.order_id.as_str())));
 
-        let tombstone = i64::try_from(self.settings().tombstone.as_millis()).unwrap_or(i64::MAX).to_string();
+        let tombstone = millis(self.settings().tombstone).to_string();
         let mut args = vec![batch.len().to_string()];
         for Pending { req, allocation_order, .. } in &batch {
             let ttl = req.ttl.unwrap_or(self.settings().default_ttl);

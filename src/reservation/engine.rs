@@ -778,7 +778,8 @@ pub(super) fn status_word(s: ReservationStatus) -> &'static str {
     }
 }
 
-fn millis(d: Duration) -> i64 {
+/// A duration in whole milliseconds, as the scripts take it (saturating).
+pub(super) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
