@@ -151,6 +151,38 @@ async fn release_returns_held_stock_whether_reserved_or_committed() {
 }
 
 #[tokio::test]
+async fn a_released_order_keeps_its_lines_and_exact_reason_in_its_tombstone() {
+    // The header is one packed string (see common.lua): lines, channel and a
+    // free-text reason must come back exactly as they went in.
+    let app = TestApp::spawn().await;
+    app.stocked("A", 10).await;
+    app.stocked("B", 10).await;
+    let held = app.reserve("o-1", &[("A", 2), ("B", 3)], 0).await.expect("reserve");
+    let held = held.reservation.expect("reservation");
+    let reason = "kunde: nicht mehr nötig — 2 of 3 items, see ticket #4411";
+
+    let released = app
+        .reservations()
+        .release(proto::ReleaseRequest { order_id: "o-1".into(), reason: reason.into() })
+        .await
+        .expect("release")
+        .into_inner()
+        .reservation
+        .expect("reservation");
+    let got = get(&app, "o-1").await.expect("get");
+
+    for r in [&released, &got] {
+        assert_eq!(r.status(), ReservationStatus::Released);
+        assert_eq!(r.release_reason, reason);
+        assert_eq!(r.lines, held.lines, "lines as reserved");
+        assert_eq!(r.created_at, held.created_at);
+        assert_eq!(r.expires_at, held.expires_at);
+    }
+    assert_eq!(numbers(&app.total("A").await), (10, 0, 0, 10));
+    assert_eq!(numbers(&app.total("B").await), (10, 0, 0, 10));
+}
+
+#[tokio::test]
 async fn transitions_the_state_forbids_are_failed_precondition_and_change_nothing() {
     let app = TestApp::spawn().await;
     app.stocked("A", 10).await;

@@ -742,7 +742,6 @@ struct AdjustCall {
 /// A hold record as Redis stores it.
 #[derive(Debug, PartialEq, Eq)]
 struct Hold {
-    e: i64,
     committed: bool,
     lines: Vec<(String, String, i64)>,
 }
@@ -1108,6 +1107,7 @@ impl Run {
 
         // The hold records of every partition, and the expiry index.
         let mut holds: BTreeMap<(u32, String), Hold> = BTreeMap::new();
+        let mut scores: BTreeMap<(u32, String), i64> = BTreeMap::new();
         let mut sums = [[(0i64, 0i64); 2]; 6];
         for p in 0..PARTITIONS {
             let pk = self.store.keys.partition(p);
@@ -1115,9 +1115,9 @@ impl Run {
                 redis::cmd("HGETALL").arg(&pk.holds).query_async(&mut self.conn).await?;
             let exp: Vec<(String, f64)> =
                 redis::cmd("ZRANGE").arg(&pk.exp).arg(0).arg(-1).arg("WITHSCORES").query_async(&mut self.conn).await?;
-            let mut uncommitted = BTreeMap::new();
-            for (order, json) in raw {
-                let hold = parse_hold(&json).with_context(|| format!("hold {order} in partition {p}: {json}"))?;
+            let mut uncommitted = BTreeSet::new();
+            for (order, packed) in raw {
+                let hold = parse_hold(&packed).with_context(|| format!("hold {order} in partition {p}: {packed:?}"))?;
                 for (s, l, q) in &hold.lines {
                     let si = SKUS.iter().position(|x| x == s).ok_or_else(|| anyhow!("hold of unknown sku {s}"))?;
                     let li = LOCS.iter().position(|x| x == l).ok_or_else(|| anyhow!("hold at unknown location {l}"))?;
@@ -1127,15 +1127,17 @@ impl Run {
                     if hold.committed { sum.1 += q } else { sum.0 += q }
                 }
                 if !hold.committed {
-                    uncommitted.insert(order.clone(), hold.e);
+                    uncommitted.insert(order.clone());
                 }
                 holds.insert((p, order), hold);
             }
             let indexed: BTreeMap<String, i64> = exp.into_iter().map(|(o, score)| (o, score as i64)).collect();
+            let indexed_ids: BTreeSet<String> = indexed.keys().cloned().collect();
             ensure!(
-                indexed == uncommitted,
+                indexed_ids == uncommitted,
                 "partition {p}: expiry index {indexed:?}, uncommitted holds {uncommitted:?}"
             );
+            scores.extend(indexed.into_iter().map(|(o, score)| ((p, o), score)));
         }
         for s in 0..SKUS.len() {
             for l in 0..LOCS.len() {
@@ -1190,9 +1192,9 @@ impl Run {
         }
         let have: HoldsByPartition = holds.iter().map(|(k, h)| (k.clone(), (h.committed, h.lines.clone()))).collect();
         ensure!(have == want, "hold records {have:?}\nmodel {want:?}");
-        for ((p, id), h) in &holds {
+        for ((p, id), score) in &scores {
             let ea = expires.get(id).copied().unwrap_or(0);
-            ensure!(h.e == ea, "hold {id} in partition {p} expires at {}, its order at {ea}", h.e);
+            ensure!(*score == ea, "hold {id} in partition {p} is indexed to expire at {score}, its order at {ea}");
         }
         Ok(())
     }
@@ -1211,23 +1213,21 @@ fn check_adjust(want: &AdjustExpect, got: &Result<Adjusted, EngineError>) -> Res
     }
 }
 
-fn parse_hold(json: &str) -> Result<Hold> {
-    let v: serde_json::Value = serde_json::from_str(json)?;
-    let e = v["e"].as_f64().ok_or_else(|| anyhow!("no e"))?;
-    let committed = match v["c"].as_i64() {
-        Some(0) => false,
-        Some(1) => true,
+/// A hold record: `c`, then sku, location, qty per line, tab-separated.
+fn parse_hold(packed: &str) -> Result<Hold> {
+    let f: Vec<&str> = packed.split('\t').collect();
+    let committed = match f[0] {
+        "0" => false,
+        "1" => true,
         other => bail!("c is {other:?}"),
     };
+    ensure!(f.len() % 3 == 1, "{} fields after c, not a multiple of 3", f.len() - 1);
     let mut lines = Vec::new();
-    for l in v["l"].as_array().ok_or_else(|| anyhow!("no l"))? {
-        let (Some(s), Some(at), Some(q)) = (l[0].as_str(), l[1].as_str(), l[2].as_i64()) else {
-            bail!("bad line {l}");
-        };
-        lines.push((s.to_owned(), at.to_owned(), q));
+    for l in f[1..].chunks(3) {
+        lines.push((l[0].to_owned(), l[1].to_owned(), l[2].parse::<i64>().with_context(|| format!("qty {:?}", l[2]))?));
     }
     ensure!(!lines.is_empty(), "a hold without lines");
-    Ok(Hold { e: e as i64, committed, lines })
+    Ok(Hold { committed, lines })
 }
 
 async fn redis_time(conn: &mut redis::aio::MultiplexedConnection) -> Result<i64> {

@@ -14,12 +14,12 @@ local now = now_ms()
 if not gen_ok(2) then return { 'NOGEN' } end
 expire_all(2, now)
 local okey, order = KEYS[1], ARGV[4]
-local st, early = guarded_status(okey, now)
+local st, h, early = guarded_status(okey, now)
 if early then return early end
-if st == 'COMMITTED' then return order_reply('NOOP', okey, now) end
-if st ~= 'ACTIVE' then return order_reply('STATE', okey, now) end
+if st == 'COMMITTED' then return header_reply('NOOP', h, now) end
+if st ~= 'ACTIVE' then return header_reply('STATE', h, now) end
 
 move_holds(order, 'commit', function(q) return { 0, -q, q, 0 } end, true, '', now)
-redis.call('HSET', okey, 'st', 'COMMITTED')
-redis.call('PERSIST', okey)
-return order_reply('OK', okey, now)
+h.st = 'COMMITTED'
+write_header(okey, h, nil) -- no TTL: a committed order waits for fulfil or release
+return header_reply('OK', h, now)

@@ -6,16 +6,23 @@
 --                 (MessagePack, not JSON: a 3-location record fits Redis's 64-byte
 --                 allocation class instead of 96, and packs and unpacks faster)
 --                 A field exists exactly for the SKUs the catalog has registered.
---   holds  hash   field <order_id> -> JSON {"e":expires_ms,"c":0|1,"l":[[sku,location,qty],...]}
---                 The lines of that order that live in this partition; c=1 once committed.
+--   holds  hash   field <order_id> -> "<c>\t<sku>\t<location>\t<qty>[\t<sku>\t<location>\t<qty>...]"
+--                 The lines of that order that live in this partition; c is 1 once
+--                 committed, else 0. Tab-packed, without the expiry (the exp score
+--                 has it): a one-line hold stays under Redis's 64-byte listpack
+--                 value limit, so a partition with few holds keeps the compact encoding.
 --   exp    zset   member <order_id>, score expires_ms: the uncommitted holds, by expiry.
 --   ev     stream one entry per changed SKU-location (read by the reconciler).
 --   ops    zset   member <digest of operation_id>, score forget_at_ms: applied
 --                 operation ids (16-byte digests: ids are often long, and
 --                 one is kept per stock change for 24 h; see keys.rs).
--- An order's header is its own hash key (in the partition of the order id):
---   st ACTIVE|COMMITTED|FULFILLED|RELEASED, ca, ea (ms), ch, rr, n, s<i>/l<i>/q<i>.
---   EXPIRED is derived: st == ACTIVE and now >= ea.
+-- An order's header is one string key (in the partition of the order id),
+-- tab-packed (see pack_header): a string costs ~50 bytes less than a hash and
+-- is written with its TTL in one SET.
+--   status letter (A active, C committed, F fulfilled, R released, E expired), created
+--   ms, expires ms, channel, line count n, n times sku, location, qty, and last
+--   the release reason (the only value that may hold a tab).
+--   EXPIRED is derived: ACTIVE and now >= expires.
 --
 -- Partition keys come five at a time; part_keys(first, i) names the i-th group.
 -- Every script that acts on partitions first checks their generation marker
@@ -35,6 +42,80 @@ end
 local function part_keys(first, i)
   local b = first + (i - 1) * 5
   return { lvl = KEYS[b], holds = KEYS[b + 1], exp = KEYS[b + 2], ev = KEYS[b + 3], ops = KEYS[b + 4] }
+end
+
+-- Splits s at tabs into at most n fields; the last keeps the rest, tabs and all.
+local function split(s, n)
+  local out, from = {}, 1
+  while #out < n - 1 do
+    local i = string.find(s, '\t', from, true)
+    if not i then break end
+    out[#out + 1] = string.sub(s, from, i - 1)
+    from = i + 1
+  end
+  out[#out + 1] = string.sub(s, from)
+  return out
+end
+
+-- A hold record (see the layout above) from its lines {{sku, location, qty}, ...}.
+local function pack_hold(committed, lines)
+  local t = { committed and '1' or '0' }
+  for _, l in ipairs(lines) do
+    t[#t + 1] = l[1]
+    t[#t + 1] = l[2]
+    t[#t + 1] = l[3]
+  end
+  return table.concat(t, '\t')
+end
+
+-- A hold record as {c = committed, l = {{sku, location, qty}, ...}}.
+local function unpack_hold(raw)
+  local f = split(raw, 1e9)
+  local lines = {}
+  for i = 2, #f - 2, 3 do
+    lines[#lines + 1] = { f[i], f[i + 1], tonumber(f[i + 2]) }
+  end
+  return { c = f[1] == '1', l = lines }
+end
+
+-- (E: expired, as Postgres records it; a rebuild restores such tombstones.)
+local STATUS_OF = { A = 'ACTIVE', C = 'COMMITTED', F = 'FULFILLED', R = 'RELEASED', E = 'EXPIRED' }
+local LETTER_OF = { ACTIVE = 'A', COMMITTED = 'C', FULFILLED = 'F', RELEASED = 'R', EXPIRED = 'E' }
+
+-- An order header as a table: st (status word as stored), ca (created ms, kept
+-- as the string stored: the transitions' guard compares it), ea (expires ms),
+-- ch, rr, lines {{sku, location, qty}, ...}. Nil when absent.
+local function read_header(okey)
+  local raw = redis.call('GET', okey)
+  if not raw then return nil end
+  local f = split(raw, 6)
+  local n = tonumber(f[5])
+  local rest = split(f[6], 3 * n + 1)
+  local h = { st = STATUS_OF[f[1]], ca = f[2], ea = tonumber(f[3]), ch = f[4], rr = rest[3 * n + 1] or '', lines = {} }
+  for i = 1, n do
+    h.lines[i] = { rest[3 * i - 2], rest[3 * i - 1], rest[3 * i] }
+  end
+  return h
+end
+
+local function pack_header(h)
+  local t = { LETTER_OF[h.st], h.ca, h.ea, h.ch, #h.lines }
+  for _, l in ipairs(h.lines) do
+    t[#t + 1] = l[1]
+    t[#t + 1] = l[2]
+    t[#t + 1] = l[3]
+  end
+  t[#t + 1] = h.rr
+  return table.concat(t, '\t')
+end
+
+-- Writes a header with a time to live in ms, or none (nil: SET drops any TTL).
+local function write_header(okey, h, ttl_ms)
+  if ttl_ms then
+    redis.call('SET', okey, pack_header(h), 'PX', ttl_ms)
+  else
+    redis.call('SET', okey, pack_header(h))
+  end
 end
 
 local function read_sku(p, sku)
@@ -102,7 +183,7 @@ end
 local function move_hold(p, order, kind, deltas, keep, reason, now)
   local raw = redis.call('HGET', p.holds, order)
   if raw then
-    local hold = cjson.decode(raw)
+    local hold = unpack_hold(raw)
     local recs = {}
     for _, line in ipairs(hold.l) do
       local sku, loc, q = line[1], line[2], line[3]
@@ -114,8 +195,7 @@ local function move_hold(p, order, kind, deltas, keep, reason, now)
     end
     for sku, rec in pairs(recs) do write_sku(p, sku, rec) end
     if keep then
-      hold.c = 1
-      redis.call('HSET', p.holds, order, cjson.encode(hold))
+      redis.call('HSET', p.holds, order, pack_hold(true, hold.l))
     else
       redis.call('HDEL', p.holds, order)
     end
@@ -141,28 +221,22 @@ local function expire_all(first, now)
   end
 end
 
--- The order header as a flat reply: status, ca, ea, ch, rr, n, then
--- sku, location, qty per line. EXPIRED is derived here.
-local function order_reply(tag, okey, now)
-  local h = redis.call('HMGET', okey, 'st', 'ca', 'ea', 'ch', 'rr', 'n')
-  local st = h[1]
-  if st == 'ACTIVE' and now >= tonumber(h[3]) then st = 'EXPIRED' end
-  local out = { tag, st, h[2], h[3], h[4] or '', h[5] or '', h[6] }
-  for i = 1, tonumber(h[6]) do
-    local line = redis.call('HMGET', okey, 's' .. i, 'l' .. i, 'q' .. i)
-    out[#out + 1] = line[1]
-    out[#out + 1] = line[2]
-    out[#out + 1] = line[3]
-  end
-  return out
+-- The status of a header, with EXPIRED derived.
+local function status_of(h, now)
+  if h.st == 'ACTIVE' and now >= h.ea then return 'EXPIRED' end
+  return h.st
 end
 
--- The status of an order header, with EXPIRED derived; nil when absent.
-local function order_status(okey, now)
-  local h = redis.call('HMGET', okey, 'st', 'ea')
-  if not h[1] then return nil end
-  if h[1] == 'ACTIVE' and now >= tonumber(h[2]) then return 'EXPIRED' end
-  return h[1]
+-- An order header as a flat reply: tag, status, ca, ea, ch, rr, n, then
+-- sku, location, qty per line. EXPIRED is derived here.
+local function header_reply(tag, h, now)
+  local out = { tag, status_of(h, now), h.ca, h.ea, h.ch, h.rr, #h.lines }
+  for _, l in ipairs(h.lines) do
+    out[#out + 1] = l[1]
+    out[#out + 1] = l[2]
+    out[#out + 1] = l[3]
+  end
+  return out
 end
 
 -- Moves every hold of `order` (in each partition group from KEYS[2] on).
@@ -172,11 +246,11 @@ local function move_holds(order, kind, deltas, keep, reason, now)
   end
 end
 
--- The order's status once the header is known to be the one the caller read
--- (same created-at, ARGV[5]); otherwise a reply to return at once.
+-- The order's status and header once the header is known to be the one the
+-- caller read (same created-at, ARGV[5]); otherwise a reply to return at once.
 local function guarded_status(okey, now)
-  local st = order_status(okey, now)
-  if not st then return nil, { 'NOTFOUND' } end
-  if redis.call('HGET', okey, 'ca') ~= ARGV[5] then return nil, { 'STALE' } end
-  return st, nil
+  local h = read_header(okey)
+  if not h then return nil, nil, { 'NOTFOUND' } end
+  if h.ca ~= ARGV[5] then return nil, nil, { 'STALE' } end
+  return status_of(h, now), h, nil
 end

@@ -15,25 +15,21 @@ local now = now_ms()
 if not gen_ok(2) then return { 'NOGEN' } end
 expire_all(2, now)
 local okey, order = KEYS[1], ARGV[4]
-local st, early = guarded_status(okey, now)
+local st, h, early = guarded_status(okey, now)
 if early then return early end
-if st ~= 'ACTIVE' then return order_reply('STATE', okey, now) end
+if st ~= 'ACTIVE' then return header_reply('STATE', h, now) end
 
 local ttl = tonumber(ARGV[7])
 local ea = now + ttl
 for i = 1, tonumber(ARGV[3]) do
   local p = part_keys(2, i)
-  local raw = redis.call('HGET', p.holds, order)
-  if raw then
-    local hold = cjson.decode(raw)
-    hold.e = ea
-    redis.call('HSET', p.holds, order, cjson.encode(hold))
+  if redis.call('HEXISTS', p.holds, order) == 1 then
     redis.call('ZADD', p.exp, ea, order)
     -- No number changes, but the reconciler keeps the expiry so that a
     -- rebuild restores the hold with the expiry it really has.
     redis.call('XADD', p.ev, '*', 'k', 'extend', 'o', order, 'e', ea, 't', now)
   end
 end
-redis.call('HSET', okey, 'ea', ea)
-redis.call('PEXPIRE', okey, ttl + tonumber(ARGV[6]))
-return order_reply('OK', okey, now)
+h.ea = ea
+write_header(okey, h, ttl + tonumber(ARGV[6]))
+return header_reply('OK', h, now)

@@ -15,16 +15,16 @@ local now = now_ms()
 if not gen_ok(2) then return { 'NOGEN' } end
 expire_all(2, now)
 local okey, order = KEYS[1], ARGV[4]
-local st, early = guarded_status(okey, now)
+local st, h, early = guarded_status(okey, now)
 if early then return early end
-if st == 'FULFILLED' then return order_reply('NOOP', okey, now) end
+if st == 'FULFILLED' then return header_reply('NOOP', h, now) end
 if st == 'ACTIVE' then
   move_holds(order, 'fulfill', function(q) return { -q, -q, 0, 0 } end, false, '', now)
 elseif st == 'COMMITTED' then
   move_holds(order, 'fulfill', function(q) return { -q, 0, -q, 0 } end, false, '', now)
 else
-  return order_reply('STATE', okey, now)
+  return header_reply('STATE', h, now)
 end
-redis.call('HSET', okey, 'st', 'FULFILLED')
-redis.call('PEXPIRE', okey, tonumber(ARGV[6]))
-return order_reply('OK', okey, now)
+h.st = 'FULFILLED'
+write_header(okey, h, ARGV[6])
+return header_reply('OK', h, now)

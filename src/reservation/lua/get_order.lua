@@ -9,5 +9,6 @@
 
 local now = now_ms()
 if not gen_ok(2) then return { 'NOGEN' } end
-if redis.call('EXISTS', KEYS[1]) == 0 then return { 'NOTFOUND' } end
-return order_reply('OK', KEYS[1], now)
+local h = read_header(KEYS[1])
+if not h then return { 'NOTFOUND' } end
+return header_reply('OK', h, now)

@@ -16,16 +16,16 @@ local now = now_ms()
 if not gen_ok(2) then return { 'NOGEN' } end
 expire_all(2, now)
 local okey, order, reason = KEYS[1], ARGV[4], ARGV[7]
-local st, early = guarded_status(okey, now)
+local st, h, early = guarded_status(okey, now)
 if early then return early end
-if st == 'RELEASED' or st == 'EXPIRED' then return order_reply('NOOP', okey, now) end
+if st == 'RELEASED' or st == 'EXPIRED' then return header_reply('NOOP', h, now) end
 if st == 'ACTIVE' then
   move_holds(order, 'release', function(q) return { 0, -q, 0, 0 } end, false, reason, now)
 elseif st == 'COMMITTED' then
   move_holds(order, 'release', function(q) return { 0, 0, -q, 0 } end, false, reason, now)
 else
-  return order_reply('STATE', okey, now)
+  return header_reply('STATE', h, now)
 end
-redis.call('HSET', okey, 'st', 'RELEASED', 'rr', reason)
-redis.call('PEXPIRE', okey, tonumber(ARGV[6]))
-return order_reply('OK', okey, now)
+h.st, h.rr = 'RELEASED', reason
+write_header(okey, h, ARGV[6])
+return header_reply('OK', h, now)

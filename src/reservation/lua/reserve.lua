@@ -25,7 +25,7 @@
 --   {'UNKNOWN', sku, ...}              SKUs not registered; nothing changed
 --   {'STOP', sku, ...}                 SKUs stopped; nothing changed
 --   {'SHORT', sku, location, requested, available, ...}   nothing changed
--- (<order reply>: see order_reply in common.lua.)
+-- (<order reply>: see header_reply in common.lua.)
 
 local now = now_ms()
 if not gen_ok(1) then return { 'NOGEN' } end
@@ -79,8 +79,9 @@ local function reserve_one(okey, a)
     a = a + 4
   end
 
-  if redis.call('EXISTS', okey) == 1 then
-    return order_reply('EXISTS', okey, now), a
+  local existing = read_header(okey)
+  if existing then
+    return header_reply('EXISTS', existing, now), a
   end
 
   local unknown, stopped, short = {}, {}, {}
@@ -185,27 +186,16 @@ local function reserve_one(okey, a)
   end
   for _, pi in ipairs(part_list) do
     local p = part_keys(1, pi)
-    redis.call('HSET', p.holds, order, cjson.encode({ e = ea, c = 0, l = by_part[pi] }))
+    redis.call('HSET', p.holds, order, pack_hold(false, by_part[pi]))
     redis.call('ZADD', p.exp, ea, order)
   end
-  local fields = { 'st', 'ACTIVE', 'ca', now, 'ea', ea, 'ch', channel, 'n', #sum_order }
-  -- The reply is built from the values in hand (same shape as order_reply).
-  local reply = { 'RESERVED', 'ACTIVE', now, ea, channel, '', #sum_order }
+  local h = { st = 'ACTIVE', ca = now, ea = ea, ch = channel, rr = '', lines = {} }
   for i, k in ipairs(sum_order) do
     local s = sum[k]
-    fields[#fields + 1] = 's' .. i
-    fields[#fields + 1] = s[2]
-    fields[#fields + 1] = 'l' .. i
-    fields[#fields + 1] = s[3]
-    fields[#fields + 1] = 'q' .. i
-    fields[#fields + 1] = s[4]
-    reply[#reply + 1] = s[2]
-    reply[#reply + 1] = s[3]
-    reply[#reply + 1] = s[4]
+    h.lines[i] = { s[2], s[3], s[4] }
   end
-  redis.call('HSET', okey, unpack(fields))
-  redis.call('PEXPIRE', okey, ttl + grace)
-  return reply, a
+  write_header(okey, h, ttl + grace)
+  return header_reply('RESERVED', h, now), a
 end
 
 local replies = {}

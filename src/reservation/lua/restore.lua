@@ -31,7 +31,9 @@ for _ = 1, tonumber(take()) do
 end
 for _ = 1, tonumber(take()) do
   local order, hold, ea = take(), take(), take()
-  redis.call('HSET', p.holds, order, hold)
+  -- Given as JSON {"e", "c", "l"} (Postgres builds it); stored packed.
+  local h = cjson.decode(hold)
+  redis.call('HSET', p.holds, order, pack_hold(h.c == 1, h.l))
   if ea ~= '' then redis.call('ZADD', p.exp, tonumber(ea), order) end
 end
 for _ = 1, tonumber(take()) do
@@ -39,12 +41,19 @@ for _ = 1, tonumber(take()) do
   redis.call('ZADD', p.ops, tonumber(forget_at), op)
 end
 for k = 6, #KEYS do
-  local fields = {}
-  for _ = 1, tonumber(take()) * 2 do fields[#fields + 1] = take() end
-  redis.call('DEL', KEYS[k])
-  redis.call('HSET', KEYS[k], unpack(fields))
+  -- Given as field/value pairs (st, ca, ea, ch, rr, n, s<i>, l<i>, q<i>);
+  -- stored packed like the scripts write it.
+  local f = {}
+  for _ = 1, tonumber(take()) do
+    local name = take()
+    f[name] = take()
+  end
+  local h = { st = f.st, ca = f.ca, ea = f.ea, ch = f.ch or '', rr = f.rr or '', lines = {} }
+  for i = 1, tonumber(f.n) do
+    h.lines[i] = { f['s' .. i], f['l' .. i], f['q' .. i] }
+  end
   local ttl = tonumber(take())
-  if ttl > 0 then redis.call('PEXPIRE', KEYS[k], ttl) end
+  write_header(KEYS[k], h, ttl > 0 and ttl or nil)
 end
 if ARGV[5] == '1' then redis.call('HSET', p.lvl, GEN, ARGV[4]) end
 return 1
