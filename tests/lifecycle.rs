@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestApp, eventually};
+use common::{TestApp, eventually, http_get, metric};
 use stockd::domain::{OperationId, Sku};
 use stockd::grpc::proto::{self, ReservationStatus, ReserveOutcome};
 use tonic::Code;
@@ -363,4 +363,59 @@ async fn stock_and_reservations_survive_a_stockd_restart() {
     assert_eq!(get(&app, "o-2").await.expect("get").status(), ReservationStatus::Active);
     assert_eq!(fulfill(&app, "o-1").await.expect("fulfill").status(), ReservationStatus::Fulfilled);
     assert_eq!(numbers(&app.total("A").await), (6, 1, 0, 5));
+}
+
+async fn get_order_reads(app: &TestApp) -> f64 {
+    let (status, page) = http_get(app.http_addr, "/metrics").await;
+    assert_eq!(status, 200);
+    metric(&page, r#"stockd_script_duration_seconds_count{script="get_order"}"#)
+}
+
+#[tokio::test]
+async fn transitions_of_an_order_this_replica_reserved_skip_reading_the_header() {
+    let app = TestApp::spawn().await;
+    app.stocked("A", 10).await;
+    app.stocked("B", 10).await;
+    app.reserve("o-1", &[("A", 2), ("B", 1)], 0).await.expect("reserve");
+    let reads = get_order_reads(&app).await;
+
+    extend(&app, "o-1", 600).await.expect("extend");
+    commit(&app, "o-1").await.expect("commit");
+    let shipped = fulfill(&app, "o-1").await.expect("fulfill");
+
+    assert_eq!(get_order_reads(&app).await, reads, "no header read before the three transitions");
+    assert_eq!(shipped.status(), ReservationStatus::Fulfilled);
+    assert_eq!(numbers(&app.total("A").await), (8, 0, 0, 8));
+    assert_eq!(numbers(&app.total("B").await), (9, 0, 0, 9));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_an_outdated_view_of_a_reused_order_id_acts_on_the_current_reservation() {
+    // Arrange: replica X reserved o-1 on A and remembers it; through replica
+    // Y it was released, its tombstone lapsed, and o-1 was reserved again on B.
+    let x = TestApp::spawn_with(|c| c.tombstone_ttl = Duration::from_millis(300)).await;
+    let y = TestApp::spawn_on(x.config.clone()).await;
+    x.stocked("A", 10).await;
+    x.stocked("B", 10).await;
+    x.reserve("o-1", &[("A", 2)], 0).await.expect("reserve through X");
+    release(&y, "o-1").await.expect("release through Y");
+    let lapsed = eventually(Duration::from_secs(10), || async {
+        get(&y, "o-1").await.is_err_and(|e| e.code() == Code::NotFound)
+    })
+    .await;
+    assert!(lapsed, "the tombstone lapsed");
+    y.reserve("o-1", &[("B", 3)], 0).await.expect("reserve o-1 again through Y");
+
+    // Act
+    let committed = commit(&x, "o-1").await.expect("commit through X");
+
+    // Assert: the current reservation was committed, A was not touched.
+    assert_eq!(committed.status(), ReservationStatus::Committed);
+    let lines: Vec<(String, i64)> = committed.lines.iter().map(|l| (l.sku.clone(), l.quantity)).collect();
+    assert_eq!(lines, vec![("B".to_owned(), 3)]);
+    assert_eq!(numbers(&x.total("A").await), (10, 0, 0, 10));
+    assert_eq!(numbers(&x.total("B").await), (10, 0, 3, 7));
+    // And X now knows the current one: releasing it through X works.
+    release(&x, "o-1").await.expect("release through X");
+    assert_eq!(numbers(&x.total("B").await), (10, 0, 0, 10));
 }

@@ -69,7 +69,12 @@ impl Core {
         // for a batch ahead of it.
         let deadline = core.settings().call_timeout * 2;
         match tokio::time::timeout(deadline, reply).await {
-            Ok(Ok(answer)) => answer,
+            Ok(Ok(answer)) => {
+                if let Ok(ReserveOutcome::Reserved(res) | ReserveOutcome::Existing(res)) = &answer {
+                    core.remember(res);
+                }
+                answer
+            }
             Ok(Err(_)) => Err(EngineError::Unavailable("the reserve batch was lost".into())),
             Err(_) => Err(EngineError::Timeout(deadline)),
         }

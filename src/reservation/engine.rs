@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::EngineError;
 use super::batch::ReserveQueue;
 use super::keys::Keys;
+use super::order_cache::{KnownOrder, OrderCache};
 use super::reply::Reply;
 use super::scripts::{NamedScript, SCRIPTS};
 use crate::domain::{
@@ -144,6 +145,9 @@ pub struct Core {
     metrics: Option<Arc<Metrics>>,
     /// Reserve calls waiting for a script call (see batch.rs).
     pub(super) reserve_queue: std::sync::Mutex<ReserveQueue>,
+    /// Created-at and partitions of orders this replica saw lately, so that a
+    /// transition skips reading the header (see order_cache.rs).
+    orders: OrderCache,
 }
 
 /// What one partition gets back from Postgres in a rebuild.
@@ -173,6 +177,10 @@ pub struct HeaderRestore {
 /// The hash field of each partition's lvl hash that holds the generation
 /// marker (see common.lua).
 const GEN_FIELD: &str = "#gen";
+
+/// Orders per generation of the order cache (two generations are kept):
+/// about 100 bytes each, so at most ~10 MB.
+const ORDER_CACHE_CAPACITY: usize = 50_000;
 
 /// Items per restore call, so that no single script blocks Redis for long.
 const RESTORE_CHUNK: usize = 500;
@@ -205,6 +213,7 @@ impl Engine {
             lost: tokio::sync::Notify::new(),
             metrics: None,
             reserve_queue: std::sync::Mutex::new(ReserveQueue::default()),
+            orders: OrderCache::new(ORDER_CACHE_CAPACITY),
         };
         Ok(Self { core: Arc::new(core) })
     }
@@ -310,6 +319,13 @@ impl Core {
     /// Distinct partitions of these SKUs in first-seen order, and the keys of
     /// each (five per partition, as the scripts expect).
     pub(super) fn partition_groups<'a>(&self, skus: impl Iterator<Item = &'a str>) -> (Vec<u32>, Vec<String>) {
+        let parts = self.partitions_of(skus);
+        let keys = self.partition_keys(&parts);
+        (parts, keys)
+    }
+
+    /// The partitions of these SKUs, each once, in first-seen order.
+    fn partitions_of<'a>(&self, skus: impl Iterator<Item = &'a str>) -> Vec<u32> {
         let mut parts: Vec<u32> = Vec::new();
         for s in skus {
             let p = self.keys.partition_of(s);
@@ -317,8 +333,18 @@ impl Core {
                 parts.push(p);
             }
         }
-        let keys = parts.iter().flat_map(|p| self.keys.partition(*p).all().map(str::to_owned)).collect();
-        (parts, keys)
+        parts
+    }
+
+    /// The five keys of each partition, in order.
+    fn partition_keys(&self, parts: &[u32]) -> Vec<String> {
+        parts.iter().flat_map(|p| self.keys.partition(*p).all().map(str::to_owned)).collect()
+    }
+
+    /// Notes an order's created-at and partitions for its next transition.
+    pub(super) fn remember(&self, res: &Reservation) {
+        let partitions = self.partitions_of(res.lines.iter().map(|l| l.sku.as_str()));
+        self.orders.insert(&res.order_id, KnownOrder { created_at_ms: to_millis(res.created_at), partitions });
     }
 
     /// Runs a script once the store is known to be in Redis; a NOGEN answer
@@ -434,7 +460,11 @@ impl Engine {
         let v = self.run(&SCRIPTS.get_order, &keys, 1, &[]).await?;
         let mut r = Reply::new("get_order", v)?;
         match r.string()?.as_str() {
-            "OK" => r.reservation(order.as_str()),
+            "OK" => {
+                let res = r.reservation(order.as_str())?;
+                self.remember(&res);
+                Ok(res)
+            }
             "NOTFOUND" => Err(EngineError::ReservationNotFound(order.to_string())),
             other => Err(EngineError::Protocol { script: "get_order", detail: format!("tag {other:?}") }),
         }
@@ -463,22 +493,40 @@ impl Engine {
         self.transition(Transition::Release, order, &extra).await
     }
 
-    /// Reads the header for its lines (hence partitions), then runs the
-    /// transition guarded by the header's created-at; a header replaced in
-    /// between (only possible once a tombstone lapsed) is read again.
+    /// Runs the transition on the order's partitions, guarded by the
+    /// header's created-at. Both come from what this replica last saw of the
+    /// order (order_cache.rs), else from reading the header; a header
+    /// replaced meanwhile (the hint was stale, or a tombstone lapsed) answers
+    /// STALE and is read again.
     async fn transition(&self, t: Transition, order: &OrderId, extra: &[String]) -> Result<Reservation, EngineError> {
+        let mut hint = self.orders.get(order.as_str());
         for _ in 0..3 {
-            let current = self.get_reservation(order).await?;
-            let (parts, part_keys) = self.partition_groups(current.lines.iter().map(|l| l.sku.as_str()));
-            let mut keys = Vec::with_capacity(1 + part_keys.len());
+            let known = match hint.take() {
+                Some(k) => k,
+                None => {
+                    let current = self.get_reservation(order).await?;
+                    let partitions = self.partitions_of(current.lines.iter().map(|l| l.sku.as_str()));
+                    KnownOrder { created_at_ms: to_millis(current.created_at), partitions }
+                }
+            };
+            let mut keys = Vec::with_capacity(1 + 5 * known.partitions.len());
             keys.push(self.keys.order(order.as_str()));
-            keys.extend(part_keys);
-            let mut args = vec![order.as_str().to_owned(), to_millis(current.created_at).to_string()];
+            keys.extend(self.partition_keys(&known.partitions));
+            let mut args = vec![order.as_str().to_owned(), known.created_at_ms.to_string()];
             args.extend_from_slice(extra);
-            let v = self.run(t.script(), &keys, parts.len(), &args).await?;
+            let v = self.run(t.script(), &keys, known.partitions.len(), &args).await?;
             let mut r = Reply::new(t.name(), v)?;
             match r.string()?.as_str() {
-                "OK" | "NOOP" => return r.reservation(order.as_str()),
+                "OK" | "NOOP" => {
+                    let res = r.reservation(order.as_str())?;
+                    if res.status.holds_stock() {
+                        self.orders.insert(order.as_str(), known);
+                    } else {
+                        // Ended: only a late retry would come back.
+                        self.orders.remove(order.as_str());
+                    }
+                    return Ok(res);
+                }
                 "STATE" => {
                     let res = r.reservation(order.as_str())?;
                     return Err(EngineError::FailedPrecondition(format!(
@@ -487,8 +535,14 @@ impl Engine {
                         status_word(res.status)
                     )));
                 }
-                "NOTFOUND" => return Err(EngineError::ReservationNotFound(order.to_string())),
-                "STALE" => continue,
+                "NOTFOUND" => {
+                    self.orders.remove(order.as_str());
+                    return Err(EngineError::ReservationNotFound(order.to_string()));
+                }
+                "STALE" => {
+                    self.orders.remove(order.as_str());
+                    continue;
+                }
                 other => {
                     return Err(EngineError::Protocol { script: t.name(), detail: format!("tag {other:?}") });
                 }

@@ -1,12 +1,13 @@
 //! The reservation engine: every change to the five numbers is one Lua script
 //! run atomically in Redis (`lua/*.lua`). This module owns the key layout
 //! (`keys.rs`), the scripts (`scripts.rs`), the calls and their replies
-//! (`engine.rs`, `reply.rs`) and the sweeper that expires holds on idle SKUs.
+//! (`engine.rs`, `reply.rs`, `order_cache.rs`) and the sweeper that expires holds on idle SKUs.
 
 mod batch;
 mod engine;
 mod error;
 mod keys;
+mod order_cache;
 mod reply;
 mod scripts;
 mod sweeper;
