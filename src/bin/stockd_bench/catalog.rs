@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use crate::baseline::{Baseline, Reserved};
 use crate::client::{Clients, oversold_units};
+use crate::lag::LagSampler;
 use crate::load::{self, Measured, Recorder};
 use crate::redis_probe::{self, RedisProbe};
 use crate::report::{self, MemoryFigures, Summary, round};
@@ -211,6 +212,7 @@ pub async fn run(args: &CatalogArgs) -> anyhow::Result<Outcome> {
     };
     let seed: u64 = rand::random();
     let expire_ttl = args.expire_ttl;
+    let lag = LagSampler::start(&c.database_url, c.stockd_schema.as_deref()).await?;
     let stockd = load::run("stockd", n, duration, c.settle, |w, deadline| {
         let mut client = clients.reservations(w);
         let mut orders = OrderGen::new(zipf.clone(), seed.wrapping_add(w as u64));
@@ -267,8 +269,13 @@ pub async fn run(args: &CatalogArgs) -> anyhow::Result<Outcome> {
         }
     })
     .await?;
+    let lag = match lag {
+        Some(l) => l.finish().await?,
+        None => None,
+    };
     let orders = stockd.rec.counted("reserved") + stockd.rec.counted("insufficient");
     notes.push(report::describe("stockd", &stockd));
+    notes.push(report::describe_lag(lag.as_ref()));
     notes.push(format!("stockd orders: {orders} ({:.0}/s)", orders as f64 / stockd.elapsed.as_secs_f64()));
     if let (Some(p), Some(before)) = (probe.as_mut(), before) {
         let after = p.snapshot().await?;
@@ -292,6 +299,7 @@ pub async fn run(args: &CatalogArgs) -> anyhow::Result<Outcome> {
     };
     let mut summary = Summary::new("catalog", n, &stockd, oversold, baseline.as_ref());
     summary.memory = Some(memory);
+    summary.reconcile_lag_ms = lag;
     Ok(Outcome { summary, notes })
 }
 

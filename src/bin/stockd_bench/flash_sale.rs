@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::baseline::{Baseline, Reserved};
 use crate::client::{Clients, oversold_units};
+use crate::lag::LagSampler;
 use crate::load::{self, Measured, Recorder};
 use crate::redis_probe::{self, RedisProbe};
 use crate::report::{self, Summary};
@@ -78,6 +79,7 @@ pub async fn run(args: &FlashSaleArgs) -> anyhow::Result<Outcome> {
     let stop = CancellationToken::new();
     let restocker =
         args.stock.is_none().then(|| tokio::spawn(restock(clients.clone(), sku.clone(), run.clone(), stop.clone())));
+    let lag = LagSampler::start(&c.database_url, c.stockd_schema.as_deref()).await?;
     let stockd = load::run("stockd", n, duration, c.settle, |w, deadline| {
         let mut client = clients.reservations(w);
         let sku = sku.clone();
@@ -105,12 +107,16 @@ pub async fn run(args: &FlashSaleArgs) -> anyhow::Result<Outcome> {
         }
     })
     .await?;
+    let lag = match lag {
+        Some(l) => l.finish().await?,
+        None => None,
+    };
     stop.cancel();
     let restocks = match restocker {
         Some(h) => h.await??,
         None => 0,
     };
-    let mut notes = vec![report::describe("stockd", &stockd)];
+    let mut notes = vec![report::describe("stockd", &stockd), report::describe_lag(lag.as_ref())];
     if let (Some(p), Some(before)) = (probe.as_mut(), before) {
         let after = p.snapshot().await?;
         notes.push(redis_probe::describe_delta(&before, &after));
@@ -143,7 +149,8 @@ pub async fn run(args: &FlashSaleArgs) -> anyhow::Result<Outcome> {
         notes.push(report::describe("baseline", &b));
         Some(b)
     };
-    let summary = Summary::new("flash-sale", n, &stockd, oversold, baseline.as_ref());
+    let mut summary = Summary::new("flash-sale", n, &stockd, oversold, baseline.as_ref());
+    summary.reconcile_lag_ms = lag;
     Ok(Outcome { summary, notes })
 }
 

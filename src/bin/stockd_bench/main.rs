@@ -16,6 +16,7 @@ mod baseline;
 mod catalog;
 mod client;
 mod flash_sale;
+mod lag;
 mod load;
 mod redis_probe;
 mod report;
@@ -87,6 +88,10 @@ pub struct CommonArgs {
     /// Schema the baseline's tables live in; dropped and created per run.
     #[arg(long, default_value = "bench_baseline")]
     pub baseline_schema: String,
+    /// The server's STOCKD_DATABASE_SCHEMA, where the reconcile lag is read
+    /// from its ledger [default: the database's search path].
+    #[arg(long)]
+    pub stockd_schema: Option<String>,
     /// The Redis behind the server, for read-only figures (INFO memory, cpu,
     /// commandstats; MEMORY USAGE with --redis-prefix). Nothing is written.
     #[arg(long)]

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::lag::LagFigures;
 use crate::load::Measured;
 
 /// The JSON summary. Field names and order are the contract.
@@ -31,6 +32,9 @@ pub struct Summary {
     pub baseline: Option<BaselineSummary>,
     /// throughput_rps / baseline.throughput_rps.
     pub ratio_vs_baseline: Option<f64>,
+    /// Age of the newest ledger event in Postgres during the stockd phase
+    /// (see lag.rs); null without a ledger in the database.
+    pub reconcile_lag_ms: Option<LagFigures>,
     /// Catalog scenario only: Redis memory figures.
     #[serde(flatten)]
     pub memory: Option<MemoryFigures>,
@@ -87,6 +91,7 @@ impl Summary {
             oversold,
             baseline,
             ratio_vs_baseline: ratio,
+            reconcile_lag_ms: None,
             memory: None,
         }
     }
@@ -119,6 +124,18 @@ pub fn describe(label: &str, m: &Measured) -> String {
     s
 }
 
+/// One line on the reconcile lag of the stockd phase.
+pub fn describe_lag(lag: Option<&LagFigures>) -> String {
+    match lag {
+        Some(l) => format!(
+            "reconcile lag (age of the newest ledger event, sampled every 100 ms): p50 {:.1} ms, p99 {:.1} ms, \
+             max {:.1} ms over {} samples",
+            l.p50, l.p99, l.max, l.samples
+        ),
+        None => "reconcile lag: not measured (no stockd ledger in --database-url; see --stockd-schema)".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -145,6 +162,7 @@ mod tests {
             "oversold",
             "baseline",
             "ratio_vs_baseline",
+            "reconcile_lag_ms",
         ];
         let mut sorted = keys.clone();
         sorted.sort_unstable();
