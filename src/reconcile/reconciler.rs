@@ -27,7 +27,10 @@ pub const CONSUMER: &str = "reconciler";
 pub struct ReconcilerSettings {
     /// Time between reads when the streams are idle (250 ms).
     pub interval: Duration,
-    /// Entries read per partition per batch.
+    /// Most entries read per batch, over all partitions: split evenly among
+    /// the partitions whose streams have entries (at least MIN_PER_PARTITION
+    /// each), so that one hot partition gets the whole batch and memory per
+    /// batch stays bounded however many partitions have a backlog.
     pub batch: usize,
     /// Lag above which a warning is logged.
     pub lag_alert: Duration,
@@ -60,6 +63,9 @@ pub struct Batch {
     pub unreadable: Vec<StreamPos>,
     /// The store generation in Redis when the batch was read.
     pub generation: String,
+    /// Some partition gave as many entries as it was asked for: more may be
+    /// waiting there, so the next batch is read at once.
+    pub full: bool,
 }
 
 impl Batch {
@@ -138,19 +144,32 @@ impl Reconciler {
 
     async fn read(&self, from: &str) -> Result<Batch, EngineError> {
         let keys = self.engine.keys().clone();
-        let mut pipe = redis::pipe();
+        let mut conn = self.engine.connection().await?;
+        // Only streams with entries are read (acknowledged entries are
+        // trimmed, so a stream's length is what is left to read, pending or
+        // new), and they share the batch.
+        let mut lens = redis::pipe();
         for p in 0..keys.partitions() {
+            lens.cmd("XLEN").arg(keys.partition(p).ev);
+        }
+        let lens: Vec<u64> = lens.query_async(&mut conn).await?;
+        let active: Vec<u32> = (0..keys.partitions()).zip(&lens).filter(|(_, n)| **n > 0).map(|(p, _)| p).collect();
+        if active.is_empty() {
+            return Ok(Batch::default());
+        }
+        let count = per_partition(self.settings.batch, active.len());
+        let mut pipe = redis::pipe();
+        for p in &active {
             pipe.cmd("XREADGROUP")
                 .arg("GROUP")
                 .arg(GROUP)
                 .arg(CONSUMER)
                 .arg("COUNT")
-                .arg(self.settings.batch)
+                .arg(count)
                 .arg("STREAMS")
-                .arg(keys.partition(p).ev)
+                .arg(keys.partition(*p).ev)
                 .arg(from);
         }
-        let mut conn = self.engine.connection().await?;
         let replies: Vec<Value> = match pipe.query_async(&mut conn).await {
             Ok(r) => r,
             // A pipeline reports the server's error inside its own, so the
@@ -164,10 +183,12 @@ impl Reconciler {
             Err(e) => return Err(e.into()),
         };
         let mut batch = Batch::default();
-        for (p, reply) in (0..keys.partitions()).zip(replies) {
+        for (&p, reply) in active.iter().zip(replies) {
             let reply: Option<StreamReadReply> = redis::from_redis_value(reply)
                 .map_err(|e| EngineError::Protocol { script: "XREADGROUP", detail: e.to_string() })?;
-            for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+            let entries: Vec<_> = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids).collect();
+            batch.full |= entries.len() >= count;
+            for entry in entries {
                 let Ok(pos) = StreamPos::parse(p, &entry.id) else {
                     tracing::error!(partition = p, id = entry.id, "unreadable stream id");
                     continue;
@@ -234,13 +255,15 @@ impl Reconciler {
         Ok(())
     }
 
-    /// One round: read, write, acknowledge. Returns the ledger rows written.
-    pub async fn try_execute_task(&mut self) -> anyhow::Result<u64> {
+    /// One round: read, write, acknowledge. Returns what was read: how many
+    /// ledger rows were written, and whether more is waiting.
+    pub async fn try_execute_task(&mut self) -> anyhow::Result<Round> {
         let batch = self.read_batch().await?;
         if batch.is_empty() {
             self.stats.lag_ms.store(0, Ordering::Relaxed);
-            return Ok(0);
+            return Ok(Round::default());
         }
+        let full = batch.full;
         let result = async {
             let applied = self.apply(&batch).await?;
             if applied.stale {
@@ -248,10 +271,10 @@ impl Reconciler {
                 // are gone with it, and Postgres already has what it keeps.
                 tracing::warn!(entries = batch.events.len(), "dropping a batch read before redis was rebuilt");
                 self.pending = true;
-                return anyhow::Ok(0);
+                return anyhow::Ok(Round::default());
             }
             self.ack(&batch).await?;
-            anyhow::Ok(applied.ledger_rows)
+            anyhow::Ok(Round { rows: applied.ledger_rows, full })
         }
         .await;
         if result.is_err() {
@@ -290,7 +313,7 @@ impl Reconciler {
             let wait = match &mut lock {
                 None => Duration::from_secs(1),
                 Some(l) => match self.try_execute_task().await {
-                    Ok(n) => {
+                    Ok(round) => {
                         backoff = self.settings.interval;
                         // Make sure the lock's own session is alive now and
                         // then, so two replicas never both think they lead.
@@ -302,7 +325,7 @@ impl Reconciler {
                                 self.stats.leading.store(false, Ordering::Relaxed);
                             }
                         }
-                        next_read(n, &self.settings)
+                        next_read(round, &self.settings)
                     }
                     Err(e) => {
                         tracing::warn!(error = format!("{e:#}"), ?backoff, "reconcile failed; retrying");
@@ -329,14 +352,32 @@ impl Reconciler {
     }
 }
 
-/// How long to wait before the next read, after a batch of `n` events: none
-/// after a large batch (a backlog to catch up on), a fifth of the interval
-/// after a small one (so that under steady traffic each Postgres transaction
-/// carries many events instead of a few), the whole interval when idle.
-fn next_read(n: u64, settings: &ReconcilerSettings) -> Duration {
-    if n >= u64::try_from(settings.batch).unwrap_or(u64::MAX) {
+/// What one round read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Round {
+    /// Ledger rows written.
+    pub rows: u64,
+    /// Some partition had at least as many entries as it was asked for.
+    pub full: bool,
+}
+
+/// Fewest entries asked of one partition, however many share the batch.
+const MIN_PER_PARTITION: usize = 16;
+
+/// Entries asked of each of `active` partitions out of a batch of `batch`.
+fn per_partition(batch: usize, active: usize) -> usize {
+    (batch / active.max(1)).clamp(MIN_PER_PARTITION.min(batch), batch.max(1))
+}
+
+/// How long to wait before the next read, after `round`: none when a
+/// partition filled its share (a backlog to catch up on), a fifth of the
+/// interval after a smaller batch (so that under steady traffic each
+/// Postgres transaction carries many events instead of a few), the whole
+/// interval when idle.
+fn next_read(round: Round, settings: &ReconcilerSettings) -> Duration {
+    if round.full {
         Duration::ZERO
-    } else if n > 0 {
+    } else if round.rows > 0 {
         settings.interval / 5
     } else {
         settings.interval
@@ -348,12 +389,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_again_at_once_only_after_a_full_batch() {
+    fn reads_again_at_once_only_after_a_partition_filled_its_share() {
         let s =
             ReconcilerSettings { interval: Duration::from_millis(250), batch: 500, lag_alert: Duration::from_secs(5) };
-        assert_eq!(next_read(500, &s), Duration::ZERO);
-        assert_eq!(next_read(2000, &s), Duration::ZERO);
-        assert_eq!(next_read(1, &s), Duration::from_millis(50));
-        assert_eq!(next_read(0, &s), Duration::from_millis(250));
+        assert_eq!(next_read(Round { rows: 500, full: true }, &s), Duration::ZERO);
+        assert_eq!(next_read(Round { rows: 20, full: true }, &s), Duration::ZERO);
+        assert_eq!(next_read(Round { rows: 499, full: false }, &s), Duration::from_millis(50));
+        assert_eq!(next_read(Round { rows: 0, full: false }, &s), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn the_batch_is_shared_by_the_partitions_with_entries() {
+        assert_eq!(per_partition(5000, 1), 5000, "one hot partition gets it all");
+        assert_eq!(per_partition(5000, 4), 1250);
+        assert_eq!(per_partition(5000, 256), 19);
+        assert_eq!(per_partition(5000, 1000), 16, "never fewer than 16 each");
+        assert_eq!(per_partition(10, 256), 10, "a batch below the floor: each gets all of it");
+        assert_eq!(per_partition(1, 3), 1);
     }
 }
