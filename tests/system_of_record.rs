@@ -161,6 +161,65 @@ async fn a_batch_replayed_after_a_crash_between_commit_and_acknowledge_inserts_n
     assert_eq!(ledger_replayed(&db).await, snapshot(&db).await);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_partition_gets_the_whole_batch_and_busy_partitions_share_it() {
+    // Arrange: no reconciler in the app; the test drives one by hand, with
+    // a batch of 40 entries.
+    let app = TestApp::spawn_with(|c| c.reconciler_enabled = false).await;
+    let db = app.db().await;
+    let settings = ReconcilerSettings {
+        interval: std::time::Duration::from_millis(50),
+        batch: 40,
+        lag_alert: std::time::Duration::from_secs(60),
+    };
+    let mut r = Reconciler::new(app.engine.clone(), db.clone(), settings, Arc::default());
+    r.ensure_groups().await.expect("groups");
+    app.stocked("HOT", 1000).await;
+    for i in 0..100 {
+        app.reserve(&format!("h-{i}"), &[("HOT", 1)], 0).await.expect("reserve");
+    }
+
+    // Act + Assert: one partition has entries, and it gets the whole batch.
+    let hot = r.read_batch().await.expect("read");
+    assert_eq!(hot.events.len(), 40, "the whole batch from the one hot partition");
+    assert!(hot.full, "more is waiting there");
+    r.apply(&hot).await.expect("apply");
+    r.ack(&hot).await.expect("ack");
+    while app.stream_backlog().await > 0 {
+        r.try_execute_task().await.expect("drain");
+    }
+
+    // Arrange: now entries in many partitions, a dozen per SKU.
+    let skus: Vec<String> = (0..40).map(|i| format!("S{i}")).collect();
+    for s in &skus {
+        app.stocked(s, 50).await;
+        for i in 0..11 {
+            app.reserve(&format!("{s}-{i}"), &[(s.as_str(), 1)], 0).await.expect("reserve");
+        }
+    }
+    let keys = app.engine.keys();
+    let busy: std::collections::BTreeSet<u32> = skus.iter().map(|s| keys.partition_of(s)).collect();
+    assert!(busy.len() > 3, "the SKUs spread over partitions: {busy:?}");
+
+    // Act + Assert: every busy partition is in the batch, none gives more
+    // than its share (40 over many partitions: the floor of 16 each).
+    let shared = r.read_batch().await.expect("read");
+    let mut per: BTreeMap<u32, usize> = BTreeMap::new();
+    for (pos, _) in &shared.events {
+        *per.entry(pos.partition).or_default() += 1;
+    }
+    assert_eq!(per.keys().copied().collect::<std::collections::BTreeSet<u32>>(), busy, "every busy partition read");
+    let share = (40 / busy.len()).max(16);
+    assert!(per.values().all(|n| *n <= share), "at most {share} from each: {per:?}");
+    r.apply(&shared).await.expect("apply");
+    r.ack(&shared).await.expect("ack");
+    while app.stream_backlog().await > 0 {
+        r.try_execute_task().await.expect("drain");
+    }
+    let all: Vec<&str> = std::iter::once("HOT").chain(skus.iter().map(String::as_str)).collect();
+    assert_eq!(snapshot(&db).await, redis_levels(&app, &all).await, "Postgres caught up exactly");
+}
+
 #[tokio::test]
 async fn list_movements_pages_through_the_ledger_newest_first() {
     // Arrange
