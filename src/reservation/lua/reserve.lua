@@ -33,10 +33,18 @@ expire_all(1, now)
 
 local nparts = tonumber(ARGV[3])
 local norders = tonumber(ARGV[4])
+-- Formatted once: every event of the batch carries it (a Lua number becomes
+-- text through sprintf each time it is concatenated or passed to Redis).
+local now_s = tostring(now)
 
 -- Decoded level records shared by the whole batch: a SKU is decoded once and
 -- written once, however many orders hold it. false: not registered.
 local recs, part_of, dirty = {}, {}, {}
+-- Hold records and expiry entries of the batch, per partition group, written
+-- with one HSET and one ZADD per partition after the batch (no order of the
+-- batch reads them; each order's header is written at once, so a repeated
+-- order id is still seen).
+local new_holds, new_expiries, touched = {}, {}, {}
 
 local function record(pi, sku)
   local rec = recs[sku]
@@ -160,6 +168,7 @@ local function reserve_one(okey, a)
   -- Everything fits: one event per SKU-location, the per-partition holds,
   -- the expiry index and the header. The records are written after the batch.
   local ea = now + ttl
+  local ea_s = tostring(ea)
   local sum = {}       -- "pi\0sku\0loc" -> {pi, sku, loc, q}
   local sum_order = {}
   for _, h in ipairs(held) do
@@ -176,7 +185,7 @@ local function reserve_one(okey, a)
   for _, k in ipairs(sum_order) do
     local s = sum[k]
     local p = part_keys(1, s[1])
-    emit(p, 'reserve', s[2], s[3], { 0, s[4], 0, 0 }, recs[s[2]].l[s[3]], order, '', '', now, ea, channel)
+    emit(p, 'reserve', s[2], s[3], { 0, s[4], 0, 0 }, recs[s[2]].l[s[3]], order, '', '', now_s, ea_s, channel)
     dirty[s[2]] = true
     if not by_part[s[1]] then
       by_part[s[1]] = {}
@@ -185,9 +194,15 @@ local function reserve_one(okey, a)
     table.insert(by_part[s[1]], { s[2], s[3], s[4] })
   end
   for _, pi in ipairs(part_list) do
-    local p = part_keys(1, pi)
-    redis.call('HSET', p.holds, order, pack_hold(false, by_part[pi]))
-    redis.call('ZADD', p.exp, ea, order)
+    if not new_holds[pi] then
+      new_holds[pi], new_expiries[pi] = {}, {}
+      touched[#touched + 1] = pi
+    end
+    local h, e = new_holds[pi], new_expiries[pi]
+    h[#h + 1] = order
+    h[#h + 1] = pack_hold(false, by_part[pi])
+    e[#e + 1] = ea_s
+    e[#e + 1] = order
   end
   local h = { st = 'ACTIVE', ca = now, ea = ea, ch = channel, rr = '', lines = {} }
   for i, k in ipairs(sum_order) do
@@ -205,5 +220,10 @@ for k = 1, norders do
 end
 for sku, _ in pairs(dirty) do
   write_sku(part_keys(1, part_of[sku]), sku, recs[sku])
+end
+for _, pi in ipairs(touched) do
+  local p = part_keys(1, pi)
+  redis.call('HSET', p.holds, unpack(new_holds[pi]))
+  redis.call('ZADD', p.exp, unpack(new_expiries[pi]))
 end
 return replies
