@@ -341,8 +341,12 @@ impl Core {
         parts.iter().flat_map(|p| self.keys.partition(*p).all().map(str::to_owned)).collect()
     }
 
-    /// Notes an order's created-at and partitions for its next transition.
+    /// Notes an order's created-at and partitions for its next transition
+    /// (only while it holds stock: an ended order has none to come).
     pub(super) fn remember(&self, res: &Reservation) {
+        if !res.status.holds_stock() {
+            return;
+        }
         let partitions = self.partitions_of(res.lines.iter().map(|l| l.sku.as_str()));
         self.orders.insert(&res.order_id, KnownOrder { created_at_ms: to_millis(res.created_at), partitions });
     }
