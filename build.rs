@@ -21,5 +21,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }
+    // sqlx::migrate! embeds migrations/ at compile time; a new file there must
+    // rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
     Ok(())
 }
