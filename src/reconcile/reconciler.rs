@@ -144,20 +144,16 @@ impl Reconciler {
 
     async fn read(&self, from: &str) -> Result<Batch, EngineError> {
         let keys = self.engine.keys().clone();
-        let mut conn = self.engine.connection().await?;
         // Only streams with entries are read (acknowledged entries are
         // trimmed, so a stream's length is what is left to read, pending or
         // new), and they share the batch.
-        let mut lens = redis::pipe();
-        for p in 0..keys.partitions() {
-            lens.cmd("XLEN").arg(keys.partition(p).ev);
-        }
-        let lens: Vec<u64> = lens.query_async(&mut conn).await?;
+        let lens = self.engine.stream_lengths().await?;
         let active: Vec<u32> = (0..keys.partitions()).zip(&lens).filter(|(_, n)| **n > 0).map(|(p, _)| p).collect();
         if active.is_empty() {
             return Ok(Batch::default());
         }
         let count = per_partition(self.settings.batch, active.len());
+        let mut conn = self.engine.connection().await?;
         let mut pipe = redis::pipe();
         for p in &active {
             pipe.cmd("XREADGROUP")

@@ -100,7 +100,7 @@ pub async fn load_restore_data(
                 per_part.entry(keys.partition_of(sku)).or_default().push(json!([sku, loc, q]));
             }
             for (p, l) in per_part {
-                let hold = json!({ "e": ea, "c": i32::from(committed), "l": l });
+                let hold = json!({ "c": i32::from(committed), "l": l });
                 let expiry = (!committed).then_some(ea);
                 out.entry(p).or_default().holds.push((r.order_id.clone(), hold.to_string(), expiry));
             }

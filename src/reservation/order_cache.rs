@@ -26,6 +26,7 @@ pub(super) struct KnownOrder {
     pub partitions: Vec<u32>,
 }
 
+/// The cache itself (see the module comment).
 pub(super) struct OrderCache {
     capacity: usize,
     generations: Mutex<Generations>,
@@ -47,11 +48,13 @@ impl OrderCache {
         self.generations.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// What is known of `order`, if anything.
     pub fn get(&self, order: &str) -> Option<KnownOrder> {
         let g = self.lock();
         g.current.get(order).or_else(|| g.old.get(order)).cloned()
     }
 
+    /// Remembers `order`, replacing what was known of it.
     pub fn insert(&self, order: &str, known: KnownOrder) {
         if self.capacity == 0 {
             return;
@@ -64,6 +67,7 @@ impl OrderCache {
         g.current.insert(order.to_owned(), known);
     }
 
+    /// Forgets `order` (its hint proved stale, or it ended).
     pub fn remove(&self, order: &str) {
         let mut g = self.lock();
         g.current.remove(order);

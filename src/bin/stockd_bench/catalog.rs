@@ -269,10 +269,7 @@ pub async fn run(args: &CatalogArgs) -> anyhow::Result<Outcome> {
         }
     })
     .await?;
-    let lag = match lag {
-        Some(l) => l.finish().await?,
-        None => None,
-    };
+    let lag = LagSampler::finish(lag).await?;
     let orders = stockd.rec.counted("reserved") + stockd.rec.counted("insufficient");
     notes.push(report::describe("stockd", &stockd));
     notes.push(report::describe_lag(lag.as_ref()));

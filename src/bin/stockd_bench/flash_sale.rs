@@ -107,10 +107,7 @@ pub async fn run(args: &FlashSaleArgs) -> anyhow::Result<Outcome> {
         }
     })
     .await?;
-    let lag = match lag {
-        Some(l) => l.finish().await?,
-        None => None,
-    };
+    let lag = LagSampler::finish(lag).await?;
     stop.cancel();
     let restocks = match restocker {
         Some(h) => h.await??,

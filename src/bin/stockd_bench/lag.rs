@@ -22,9 +22,13 @@ const EVERY: Duration = Duration::from_millis(100);
 /// Quantiles of the sampled lag, in milliseconds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LagFigures {
+    /// Median age of the newest ledger event.
     pub p50: f64,
+    /// 99th percentile.
     pub p99: f64,
+    /// Oldest seen.
     pub max: f64,
+    /// How many samples the figures come from.
     pub samples: usize,
 }
 
@@ -57,10 +61,12 @@ impl LagSampler {
         Ok(Some(Self { stop, task }))
     }
 
-    /// Stops sampling; `None` when no sample was taken (an empty ledger).
-    pub async fn finish(self) -> anyhow::Result<Option<LagFigures>> {
-        self.stop.cancel();
-        let samples = self.task.await.context("the lag sampler panicked")??;
+    /// Stops a sampler, if one was started; `None` when there was none or
+    /// it took no sample (an empty ledger).
+    pub async fn finish(sampler: Option<Self>) -> anyhow::Result<Option<LagFigures>> {
+        let Some(s) = sampler else { return Ok(None) };
+        s.stop.cancel();
+        let samples = s.task.await.context("the lag sampler panicked")??;
         Ok(figures(samples))
     }
 }

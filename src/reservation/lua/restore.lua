@@ -31,7 +31,7 @@ for _ = 1, tonumber(take()) do
 end
 for _ = 1, tonumber(take()) do
   local order, hold, ea = take(), take(), take()
-  -- Given as JSON {"e", "c", "l"} (Postgres builds it); stored packed.
+  -- Given as JSON {"c", "l"} (Postgres builds it); stored packed.
   local h = cjson.decode(hold)
   redis.call('HSET', p.holds, order, pack_hold(h.c == 1, h.l))
   if ea ~= '' then redis.call('ZADD', p.exp, tonumber(ea), order) end
