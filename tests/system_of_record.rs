@@ -220,6 +220,96 @@ async fn a_hot_partition_gets_the_whole_batch_and_busy_partitions_share_it() {
     assert_eq!(snapshot(&db).await, redis_levels(&app, &all).await, "Postgres caught up exactly");
 }
 
+/// Releases `order` and waits until its tombstone has lapsed (the id is free).
+async fn release_until_reusable(app: &TestApp, order: &str) {
+    let mut r = app.reservations();
+    r.release(proto::ReleaseRequest { order_id: order.into(), reason: "cancelled".into() }).await.expect("release");
+    let lapsed = common::eventually(std::time::Duration::from_secs(10), || async {
+        let got = app.reservations().get_reservation(proto::GetReservationRequest { order_id: order.into() }).await;
+        got.is_err_and(|e| e.code() == tonic::Code::NotFound)
+    })
+    .await;
+    assert!(lapsed, "the tombstone of {order} lapsed");
+}
+
+/// The Postgres record of one order: status, reason, lines (sku, quantity)
+/// and its history.
+async fn record_of(db: &sqlx::PgPool, order: &str) -> (String, String, Vec<(String, i64)>, Vec<String>) {
+    let (status, reason): (String, String) =
+        sqlx::query_as("SELECT status, release_reason FROM reservations WHERE order_id = $1")
+            .bind(order)
+            .fetch_one(db)
+            .await
+            .expect("header");
+    let lines: Vec<(String, i64)> =
+        sqlx::query_as("SELECT sku, quantity FROM reservation_lines WHERE order_id = $1 ORDER BY sku")
+            .bind(order)
+            .fetch_all(db)
+            .await
+            .expect("lines");
+    let history: Vec<String> =
+        sqlx::query_scalar("SELECT status FROM reservation_history WHERE order_id = $1 ORDER BY id")
+            .bind(order)
+            .fetch_all(db)
+            .await
+            .expect("history");
+    (status, reason, lines, history)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_id_reused_after_its_tombstone_keeps_only_its_latest_lines_in_one_batch_or_across_two() {
+    // Arrange: no reconciler in the app (the test drives one, so that what
+    // lands in one batch is known); tombstones lapse quickly.
+    let app = TestApp::spawn_with(|c| {
+        c.reconciler_enabled = false;
+        c.tombstone_ttl = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let db = app.db().await;
+    let settings = ReconcilerSettings {
+        interval: std::time::Duration::from_millis(50),
+        batch: 1000,
+        lag_alert: std::time::Duration::from_secs(60),
+    };
+    let mut r = Reconciler::new(app.engine.clone(), db.clone(), settings, Arc::default());
+    r.ensure_groups().await.expect("groups");
+    app.stocked("A", 10).await;
+    app.stocked("B", 10).await;
+
+    // Act: o-1 lives twice before the reconciler runs (one batch: two
+    // lines, released; then one other line, committed).
+    app.reserve("o-1", &[("A", 2), ("B", 1)], 0).await.expect("first reserve");
+    release_until_reusable(&app, "o-1").await;
+    app.reserve("o-1", &[("B", 3)], 0).await.expect("second reserve");
+    app.reservations().commit(proto::CommitRequest { order_id: "o-1".into() }).await.expect("commit");
+    while app.stream_backlog().await > 0 {
+        r.try_execute_task().await.expect("reconcile");
+    }
+
+    // Assert: the record is the second reservation's, the history both.
+    let (status, reason, lines, history) = record_of(&db, "o-1").await;
+    assert_eq!((status.as_str(), reason.as_str()), ("COMMITTED", ""));
+    assert_eq!(lines, vec![("B".to_owned(), 3)], "only the current reservation's lines");
+    assert_eq!(history, ["ACTIVE", "RELEASED", "ACTIVE", "COMMITTED"]);
+
+    // Act: a third life, reconciled in a later batch than the second.
+    release_until_reusable(&app, "o-1").await;
+    while app.stream_backlog().await > 0 {
+        r.try_execute_task().await.expect("reconcile");
+    }
+    app.reserve("o-1", &[("A", 1)], 0).await.expect("third reserve");
+    while app.stream_backlog().await > 0 {
+        r.try_execute_task().await.expect("reconcile");
+    }
+
+    // Assert: the ended record was reset, its old lines dropped.
+    let (status, reason, lines, history) = record_of(&db, "o-1").await;
+    assert_eq!((status.as_str(), reason.as_str()), ("ACTIVE", ""));
+    assert_eq!(lines, vec![("A".to_owned(), 1)]);
+    assert_eq!(history, ["ACTIVE", "RELEASED", "ACTIVE", "COMMITTED", "RELEASED", "ACTIVE"]);
+    assert_eq!(snapshot(&db).await, redis_levels(&app, &["A", "B"]).await);
+}
+
 #[tokio::test]
 async fn list_movements_pages_through_the_ledger_newest_first() {
     // Arrange

@@ -1,5 +1,5 @@
 //! Writes one batch of events to Postgres in one transaction: ledger rows,
-//! the levels snapshot, reservations and their history, applied operation
+//! the levels snapshot, reservations and their lines, applied operation
 //! ids and SKU flags. The ledger's unique (partition, stream id) decides what
 //! is new: events already recorded (a replayed batch) change nothing.
 
@@ -34,6 +34,15 @@ fn status_of(kind: &str) -> Option<&'static str> {
         "release" => Some("RELEASED"),
         "expire" => Some("EXPIRED"),
         _ => None,
+    }
+}
+
+/// Where a status sits in an order's life: a later one wins a tie in time.
+fn lifecycle_rank(status: &str) -> u8 {
+    match status {
+        "ACTIVE" => 0,
+        "COMMITTED" => 1,
+        _ => 2,
     }
 }
 
@@ -141,26 +150,36 @@ async fn upsert_levels(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Result<u
     .rows_affected())
 }
 
-/// Reservation headers, lines and status history from reservation events.
+/// Reservation headers, lines and status moves from reservation events
+/// (their history is the ledger's: see the reservation_history view).
 async fn record_reservations(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Result<(), sqlx::Error> {
     // Headers: the first reserve event of each order. A late reserve event
     // from another partition of the same order never resets a status that
     // moved on; only an ended order id reused after its tombstone is reset.
+    // Of an order id reused within one batch, only its latest reservation
+    // (every line of one reserve carries the same time) makes the record;
+    // the earlier ones are in the ledger.
     let reserves: Vec<&StockEvent> =
         fresh.iter().map(|(_, e)| *e).filter(|e| e.kind == "reserve" && e.order_id.is_some()).collect();
+    let mut life: BTreeMap<&str, i64> = BTreeMap::new();
+    for e in &reserves {
+        let t = life.entry(e.order_id.as_deref().unwrap_or_default()).or_insert(e.at_ms);
+        *t = (*t).max(e.at_ms);
+    }
+    let reserves: Vec<&StockEvent> = reserves
+        .into_iter()
+        .filter(|e| life.get(e.order_id.as_deref().unwrap_or_default()) == Some(&e.at_ms))
+        .collect();
     let mut headers: BTreeMap<&str, &StockEvent> = BTreeMap::new();
     for e in &reserves {
         headers.entry(e.order_id.as_deref().unwrap_or_default()).or_insert(e);
     }
     let hs: Vec<&&StockEvent> = headers.values().collect();
-    let written: Vec<String> = sqlx::query_scalar(
-        "INSERT INTO reservations AS r (order_id, status, channel, created_at, expires_at, updated_at)
+    let new: HashSet<String> = sqlx::query_scalar(
+        "INSERT INTO reservations (order_id, status, channel, created_at, expires_at, updated_at)
          SELECT o, 'ACTIVE', ch, to_timestamp(t / 1000.0), to_timestamp(e / 1000.0), to_timestamp(t / 1000.0)
          FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u(o, ch, t, e)
-         ON CONFLICT (order_id) DO UPDATE SET status = 'ACTIVE', channel = EXCLUDED.channel,
-             created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, release_reason = '',
-             updated_at = EXCLUDED.updated_at
-         WHERE r.status IN ('FULFILLED', 'RELEASED', 'EXPIRED') AND r.created_at < EXCLUDED.created_at
+         ON CONFLICT (order_id) DO NOTHING
          RETURNING order_id",
     )
     .bind(hs.iter().map(|e| e.order_id.clone().unwrap_or_default()).collect::<Vec<_>>())
@@ -168,62 +187,85 @@ async fn record_reservations(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Re
     .bind(hs.iter().map(|e| e.at_ms).collect::<Vec<_>>())
     .bind(hs.iter().map(|e| e.expires_ms.unwrap_or(e.at_ms)).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
-    .await?;
-    // Headers written now (new, or reset on reuse) start with no lines.
-    sqlx::query("DELETE FROM reservation_lines WHERE order_id = ANY($1)").bind(&written).execute(&mut *tx).await?;
+    .await?
+    .into_iter()
+    .collect();
+    // The others already had a header. Only an ended one, reused by a later
+    // reservation, is reset; it then starts with no lines. New headers have
+    // none to delete, so the DELETE (a scan of the lines when given many
+    // ids) runs only for the rare reuse.
+    let known: Vec<&&StockEvent> =
+        hs.iter().copied().filter(|e| !new.contains(e.order_id.as_deref().unwrap_or_default())).collect();
+    if !known.is_empty() {
+        let reset: Vec<String> = sqlx::query_scalar(
+            "UPDATE reservations AS r SET status = 'ACTIVE', channel = u.ch, created_at = to_timestamp(u.t / 1000.0),
+                 expires_at = to_timestamp(u.e / 1000.0), release_reason = '', updated_at = to_timestamp(u.t / 1000.0)
+             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u(o, ch, t, e)
+             WHERE r.order_id = u.o AND r.status IN ('FULFILLED', 'RELEASED', 'EXPIRED')
+                 AND r.created_at < to_timestamp(u.t / 1000.0)
+             RETURNING r.order_id",
+        )
+        .bind(known.iter().map(|e| e.order_id.clone().unwrap_or_default()).collect::<Vec<_>>())
+        .bind(known.iter().map(|e| e.channel.clone().unwrap_or_default()).collect::<Vec<_>>())
+        .bind(known.iter().map(|e| e.at_ms).collect::<Vec<_>>())
+        .bind(known.iter().map(|e| e.expires_ms.unwrap_or(e.at_ms)).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+        if !reset.is_empty() {
+            sqlx::query("DELETE FROM reservation_lines WHERE order_id = ANY($1)")
+                .bind(&reset)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    // One row per line: an upsert that meets the same row twice fails the
+    // statement, and with it every retry of this batch.
+    let mut lines: BTreeMap<(&str, &str, &str), i64> = BTreeMap::new();
+    for e in &reserves {
+        let k = (e.order_id.as_deref().unwrap_or_default(), e.sku.as_str(), e.location_id.as_str());
+        *lines.entry(k).or_default() += e.deltas[1];
+    }
     sqlx::query(
         "INSERT INTO reservation_lines (order_id, sku, location_id, quantity)
          SELECT o, s, l, q FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u(o, s, l, q)
          ON CONFLICT (order_id, sku, location_id) DO UPDATE SET quantity = EXCLUDED.quantity",
     )
-    .bind(reserves.iter().map(|e| e.order_id.clone().unwrap_or_default()).collect::<Vec<_>>())
-    .bind(reserves.iter().map(|e| e.sku.clone()).collect::<Vec<_>>())
-    .bind(reserves.iter().map(|e| e.location_id.clone()).collect::<Vec<_>>())
-    .bind(reserves.iter().map(|e| e.deltas[1]).collect::<Vec<_>>())
+    .bind(lines.keys().map(|k| k.0.to_owned()).collect::<Vec<_>>())
+    .bind(lines.keys().map(|k| k.1.to_owned()).collect::<Vec<_>>())
+    .bind(lines.keys().map(|k| k.2.to_owned()).collect::<Vec<_>>())
+    .bind(lines.values().copied().collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
 
-    // Status moves, once per order and status, in stream order. (A
-    // multi-line order sends one event per line.)
-    let mut seen = HashSet::new();
-    let mut moves: Vec<(String, &'static str, i64, String)> = Vec::new();
+    // Each order's latest status move: by Redis time, and at the same
+    // millisecond by lifecycle (events of one order in several partitions
+    // are not in one stream order). A latest reserve was written with the
+    // header above; every other move is one UPDATE for the whole batch.
+    let mut latest: BTreeMap<&str, (i64, u8, &'static str, String)> = BTreeMap::new();
     for (_, e) in fresh {
-        if let (Some(status), Some(o)) = (status_of(&e.kind), &e.order_id)
-            && seen.insert((o.as_str(), status))
-        {
-            let reason = if status == "RELEASED" { e.reason.clone().unwrap_or_default() } else { String::new() };
-            moves.push((o.clone(), status, e.at_ms, reason));
+        if let (Some(status), Some(o)) = (status_of(&e.kind), e.order_id.as_deref()) {
+            let at = (e.at_ms, lifecycle_rank(status));
+            if latest.get(o).is_none_or(|m| (m.0, m.1) < at) {
+                let reason = if status == "RELEASED" { e.reason.clone().unwrap_or_default() } else { String::new() };
+                latest.insert(o, (at.0, at.1, status, reason));
+            }
         }
     }
-    // One statement for every order's latest move (applying them one by one
-    // in stream order would leave the same, at one round trip each).
-    let mut latest: BTreeMap<&str, &(String, &'static str, i64, String)> = BTreeMap::new();
-    for m in moves.iter().filter(|m| m.1 != "ACTIVE") {
-        latest.insert(m.0.as_str(), m);
-    }
+    latest.retain(|_, m| m.2 != "ACTIVE");
     if !latest.is_empty() {
         sqlx::query(
             "UPDATE reservations AS r SET status = u.s, updated_at = to_timestamp(u.t / 1000.0),
                  release_reason = CASE WHEN u.s = 'RELEASED' THEN u.rr ELSE r.release_reason END
              FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[]) AS u(o, s, t, rr)
-             WHERE r.order_id = u.o AND r.status <> u.s",
+             WHERE r.order_id = u.o AND r.status <> u.s AND r.updated_at <= to_timestamp(u.t / 1000.0)",
         )
-        .bind(latest.values().map(|m| m.0.clone()).collect::<Vec<_>>())
-        .bind(latest.values().map(|m| m.1.to_owned()).collect::<Vec<_>>())
-        .bind(latest.values().map(|m| m.2).collect::<Vec<_>>())
+        .bind(latest.keys().map(|o| (*o).to_owned()).collect::<Vec<_>>())
+        .bind(latest.values().map(|m| m.2.to_owned()).collect::<Vec<_>>())
+        .bind(latest.values().map(|m| m.0).collect::<Vec<_>>())
         .bind(latest.values().map(|m| m.3.clone()).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
     }
-    sqlx::query(
-        "INSERT INTO reservation_history (order_id, status, occurred_at)
-         SELECT o, s, to_timestamp(t / 1000.0) FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS u(o, s, t)",
-    )
-    .bind(moves.iter().map(|m| m.0.clone()).collect::<Vec<_>>())
-    .bind(moves.iter().map(|m| m.1.to_owned()).collect::<Vec<_>>())
-    .bind(moves.iter().map(|m| m.2).collect::<Vec<_>>())
-    .execute(&mut *tx)
-    .await?;
     Ok(())
 }
 
