@@ -33,9 +33,6 @@ expire_all(1, now)
 
 local nparts = tonumber(ARGV[3])
 local norders = tonumber(ARGV[4])
--- Formatted once: every event of the batch carries it (a Lua number becomes
--- text through sprintf each time it is concatenated or passed to Redis).
-local now_s = tostring(now)
 
 -- Decoded level records shared by the whole batch: a SKU is decoded once and
 -- written once, however many orders hold it. false: not registered.
@@ -168,7 +165,7 @@ local function reserve_one(okey, a)
   -- Everything fits: one event per SKU-location, the per-partition holds,
   -- the expiry index and the header. The records are written after the batch.
   local ea = now + ttl
-  local ea_s = tostring(ea)
+  local ea_s = string.format('%d', ea)
   local sum = {}       -- "pi\0sku\0loc" -> {pi, sku, loc, q}
   local sum_order = {}
   for _, h in ipairs(held) do
@@ -185,7 +182,7 @@ local function reserve_one(okey, a)
   for _, k in ipairs(sum_order) do
     local s = sum[k]
     local p = part_keys(1, s[1])
-    emit(p, 'reserve', s[2], s[3], { 0, s[4], 0, 0 }, recs[s[2]].l[s[3]], order, '', '', now_s, ea_s, channel)
+    emit(p, 'reserve', s[2], s[3], { 0, s[4], 0, 0 }, recs[s[2]].l[s[3]], order, '', '', now, ea_s, channel)
     dirty[s[2]] = true
     if not by_part[s[1]] then
       by_part[s[1]] = {}
