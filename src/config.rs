@@ -65,7 +65,7 @@ pub struct Config {
     pub reconciler_enabled: bool,
     /// `STOCKD_RECONCILE_INTERVAL`, default `250ms`: how often idle streams are read.
     pub reconcile_interval: Duration,
-    /// `STOCKD_RECONCILE_BATCH`, default 5000: most stream entries per batch,
+    /// `STOCKD_RECONCILE_BATCH`, default 2000: most stream entries per batch,
     /// shared by the partitions that have entries (at least 16 each).
     pub reconcile_batch: usize,
     /// `STOCKD_RECONCILE_LAG_ALERT`, default `5s`: reconcile lag that logs a warning.
@@ -124,7 +124,7 @@ impl Default for Config {
             database_pool_size: 10,
             reconciler_enabled: true,
             reconcile_interval: Duration::from_millis(250),
-            reconcile_batch: 5000,
+            reconcile_batch: 2000,
             reconcile_lag_alert: Duration::from_secs(5),
             drift_check_interval: Duration::from_secs(300),
             health_interval: Duration::from_secs(1),
