@@ -10,6 +10,8 @@ use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::cpu::{CpuSample, CpuUse, machine_ticks};
+
 /// Longest latency the histograms track (60 s, in microseconds); slower
 /// requests are recorded as this.
 const MAX_LATENCY_US: u64 = 60_000_000;
@@ -122,6 +124,8 @@ pub struct Measured {
     /// From the first request to the last answer (requests in flight at the
     /// deadline are waited for and counted).
     pub elapsed: Duration,
+    /// CPU used by every process on the machine meanwhile (see cpu.rs).
+    pub cpu: Option<CpuUse>,
 }
 
 impl Measured {
@@ -155,6 +159,7 @@ where
         }
     }
     crate::progress!("phase {label}: start ({concurrency} workers, {:.1} s)", duration.as_secs_f64());
+    let cpu_before = CpuSample::take();
     let start = Instant::now();
     let deadline = start + duration;
     let mut set = JoinSet::new();
@@ -166,8 +171,9 @@ where
         rec.merge(done?);
     }
     let elapsed = start.elapsed();
+    let cpu = cpu_before.zip(CpuSample::take()).map(|(before, after)| after.since(&before));
     crate::progress!("phase {label}: end ({} requests)", rec.requests);
-    Ok(Measured { rec, elapsed })
+    Ok(Measured { rec, elapsed, cpu })
 }
 
 /// Waits, at most `max_wait`, until the machine's CPUs are at least 85% idle
@@ -176,12 +182,7 @@ where
 /// the idle share last seen; `None` where `/proc/stat` cannot be read.
 pub async fn settle(max_wait: Duration) -> Option<f64> {
     fn busy_idle() -> Option<(u64, u64)> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let cpu: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
-        // user nice system idle iowait irq softirq steal
-        let idle = cpu.get(3)? + cpu.get(4)?;
-        let busy = cpu.iter().take(8).sum::<u64>() - idle;
-        Some((busy, idle))
+        machine_ticks().map(|(busy, total)| (busy, total - busy))
     }
     let started = Instant::now();
     loop {

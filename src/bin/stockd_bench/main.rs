@@ -15,6 +15,7 @@
 mod baseline;
 mod catalog;
 mod client;
+mod cpu;
 mod flash_sale;
 mod lag;
 mod load;

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::cpu::{self, CpuUse};
 use crate::lag::LagFigures;
 use crate::load::Measured;
 
@@ -35,6 +36,8 @@ pub struct Summary {
     /// Age of the newest ledger event in Postgres during the stockd phase
     /// (see lag.rs); null without a ledger in the database.
     pub reconcile_lag_ms: Option<LagFigures>,
+    /// CPU by process during the stockd phase (see cpu.rs); null without /proc.
+    pub cpu: Option<CpuUse>,
     /// Catalog scenario only: Redis memory figures.
     #[serde(flatten)]
     pub memory: Option<MemoryFigures>,
@@ -92,6 +95,7 @@ impl Summary {
             baseline,
             ratio_vs_baseline: ratio,
             reconcile_lag_ms: None,
+            cpu: stockd.cpu.clone(),
             memory: None,
         }
     }
@@ -118,6 +122,9 @@ pub fn describe(label: &str, m: &Measured) -> String {
         m.rec.errors,
         counts.join(" ")
     );
+    if m.cpu.is_some() {
+        s.push_str(&format!("\n  {}", cpu::describe(label, m.cpu.as_ref())));
+    }
     for e in m.rec.error_samples() {
         s.push_str(&format!("\n  error: {e}"));
     }
@@ -145,7 +152,7 @@ mod tests {
 
     #[test]
     fn the_json_has_exactly_the_contract_keys() {
-        let m = Measured { rec: Recorder::new(), elapsed: Duration::from_secs(1) };
+        let m = Measured { rec: Recorder::new(), elapsed: Duration::from_secs(1), cpu: None };
         let mut s = Summary::new("catalog", 4, &m, 0, Some(&m));
         let flash: serde_json::Value = serde_json::to_value(&s).expect("serializes");
         let keys: Vec<&str> = flash.as_object().expect("object").keys().map(String::as_str).collect();
