@@ -133,7 +133,7 @@ impl Event {
     /// in common.lua): kind, sku, location, four deltas, four levels, time,
     /// expiry, channel, order, operation, reason. The reason is last because
     /// it is the one value that may hold a tab.
-    fn parse_packed(v: &str) -> Result<Self, EventError> {
+    pub fn parse_packed(v: &str) -> Result<Self, EventError> {
         let parts: Vec<&str> = v.splitn(17, '\t').collect();
         let [kind, sku, loc, d0, d1, d2, d3, l0, l1, l2, l3, t, e, ch, o, op, r] = parts[..] else {
             return Err(EventError(format!("packed event has {} of 17 values: {v:?}", parts.len())));

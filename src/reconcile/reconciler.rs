@@ -7,11 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::Value;
-use redis::streams::StreamReadReply;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::event::{Event, StreamPos};
+use super::event::{Event, EventError, StreamPos};
 use super::leader::LeaderLock;
 use super::writer::{Applied, apply_batch};
 use crate::reservation::{Engine, EngineError};
@@ -180,28 +179,23 @@ impl Reconciler {
         };
         let mut batch = Batch::default();
         for (&p, reply) in active.iter().zip(replies) {
-            let reply: Option<StreamReadReply> = redis::from_redis_value(reply)
-                .map_err(|e| EngineError::Protocol { script: "XREADGROUP", detail: e.to_string() })?;
-            let entries: Vec<_> = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids).collect();
-            batch.full |= entries.len() >= count;
-            for entry in entries {
-                let Ok(pos) = StreamPos::parse(p, &entry.id) else {
-                    tracing::error!(partition = p, id = entry.id, "unreadable stream id");
-                    continue;
+            let mut read = 0;
+            for_each_entry(&reply, |id, fields| {
+                read += 1;
+                let Ok(pos) = StreamPos::parse(p, id) else {
+                    tracing::error!(partition = p, id, "unreadable stream id");
+                    return;
                 };
-                let fields: HashMap<String, String> = entry
-                    .map
-                    .into_iter()
-                    .filter_map(|(k, v)| redis::from_redis_value::<String>(v).ok().map(|v| (k, v)))
-                    .collect();
-                match Event::parse(&fields) {
+                match parse_entry(fields) {
                     Ok(e) => batch.events.push((pos, e)),
                     Err(e) => {
-                        tracing::error!(partition = p, id = entry.id, error = %e, "skipping unreadable event");
+                        tracing::error!(partition = p, id, error = %e, "skipping unreadable event");
                         batch.unreadable.push(pos);
                     }
                 }
-            }
+            })
+            .map_err(|detail| EngineError::Protocol { script: "XREADGROUP", detail })?;
+            batch.full |= read >= count;
         }
         Ok(batch)
     }
@@ -380,9 +374,120 @@ fn next_read(round: Round, settings: &ReconcilerSettings) -> Duration {
     }
 }
 
+/// Calls `f(id, fields)` for each entry of one XREADGROUP reply, read in
+/// place: `[[stream, [[id, [field, value, ...]], ...]]]` (or RESP3's map of
+/// stream to entries), nil when there is nothing. An entry trimmed while
+/// pending comes with nil fields: it is passed with none. (redis-rs's
+/// StreamReadReply would first copy every entry into a map.)
+fn for_each_entry(reply: &Value, mut f: impl FnMut(&str, &[Value])) -> Result<(), String> {
+    let streams: Vec<&Value> = match reply {
+        Value::Nil => return Ok(()),
+        Value::Array(streams) => streams
+            .iter()
+            .map(|s| match s {
+                Value::Array(kv) if kv.len() == 2 => Ok(&kv[1]),
+                other => Err(format!("stream {other:?}")),
+            })
+            .collect::<Result<_, _>>()?,
+        Value::Map(kvs) => kvs.iter().map(|(_, v)| v).collect(),
+        other => return Err(format!("reply {other:?}")),
+    };
+    for entries in streams {
+        let Value::Array(entries) = entries else { return Err(format!("entries {entries:?}")) };
+        for entry in entries {
+            let (id, fields) = match entry {
+                Value::Array(parts) => match &parts[..] {
+                    [Value::BulkString(id), Value::Array(fields)] => (id, &fields[..]),
+                    [Value::BulkString(id), Value::Nil] => (id, &[][..]),
+                    _ => return Err(format!("entry {entry:?}")),
+                },
+                other => return Err(format!("entry {other:?}")),
+            };
+            let id = std::str::from_utf8(id).map_err(|_| format!("stream id {id:?}"))?;
+            f(id, fields);
+        }
+    }
+    Ok(())
+}
+
+/// An event from an entry's field-value list: the packed field `v`, or the
+/// older one-field-per-value form.
+fn parse_entry(fields: &[Value]) -> Result<Event, EventError> {
+    fn text(v: &Value) -> Option<&str> {
+        match v {
+            Value::BulkString(b) => std::str::from_utf8(b).ok(),
+            Value::SimpleString(s) => Some(s.as_str()),
+            _ => None,
+        }
+    }
+    if let [k, v] = fields
+        && text(k) == Some("v")
+    {
+        let v = text(v).ok_or_else(|| EventError("field v is not text".into()))?;
+        return Event::parse_packed(v);
+    }
+    let map: HashMap<String, String> = fields
+        .chunks(2)
+        .filter_map(|kv| match kv {
+            [k, v] => Some((text(k)?.to_owned(), text(v)?.to_owned())),
+            _ => None,
+        })
+        .collect();
+    Event::parse(&map)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    fn entry(id: &str, fields: &[&str]) -> Value {
+        Value::Array(vec![bulk(id), Value::Array(fields.iter().map(|f| bulk(f)).collect())])
+    }
+
+    const PACKED: &str = "reserve\tA\tWH1\t0\t2\t0\t0\t10\t2\t0\t0\t1000\t2000\tweb\to-1\t\t";
+
+    #[test]
+    fn an_xreadgroup_reply_is_walked_in_place_in_either_protocol() {
+        let entries = Value::Array(vec![entry("5-0", &["v", PACKED]), Value::Array(vec![bulk("6-0"), Value::Nil])]);
+        let resp2 = Value::Array(vec![Value::Array(vec![bulk("p:ev"), entries.clone()])]);
+        let resp3 = Value::Map(vec![(bulk("p:ev"), entries)]);
+        for reply in [resp2, resp3] {
+            let mut seen = Vec::new();
+            for_each_entry(&reply, |id, fields| seen.push((id.to_owned(), fields.len()))).expect("walks");
+            assert_eq!(seen, [("5-0".to_owned(), 2), ("6-0".to_owned(), 0)], "a trimmed entry has no fields");
+        }
+        let mut none = 0;
+        for_each_entry(&Value::Nil, |_, _| none += 1).expect("nil: nothing to read");
+        assert_eq!(none, 0);
+        assert!(for_each_entry(&Value::Int(3), |_, _| {}).is_err());
+        let no_fields = Value::Array(vec![Value::Array(vec![bulk("p:ev"), Value::Array(vec![entry("7-0", &[])])])]);
+        assert!(for_each_entry(&no_fields, |_, _| {}).is_ok());
+        let short = Value::Array(vec![Value::Array(vec![bulk("p:ev"), Value::Array(vec![bulk("7-0")])])]);
+        assert!(for_each_entry(&short, |_, _| {}).is_err(), "an entry without its fields");
+    }
+
+    #[test]
+    fn an_entry_parses_from_the_packed_field_or_the_field_per_value_form() {
+        let packed = parse_entry(&[bulk("v"), bulk(PACKED)]).expect("packed");
+        let fields = [
+            "k", "reserve", "s", "A", "l", "WH1", "doh", "0", "drs", "2", "dcm", "0", "dit", "0", "oh", "10", "rs",
+            "2", "cm", "0", "it", "0", "t", "1000", "e", "2000", "ch", "web", "o", "o-1",
+        ];
+        let old = parse_entry(&fields.iter().map(|f| bulk(f)).collect::<Vec<_>>()).expect("field per value");
+        assert_eq!(packed, old);
+        let Event::Stock(e) = packed else { panic!("a stock event") };
+        assert_eq!(
+            (e.kind.as_str(), e.deltas, e.levels, e.order_id.as_deref()),
+            ("reserve", [0, 2, 0, 0], [10, 2, 0, 0], Some("o-1"))
+        );
+        assert!(parse_entry(&[]).is_err(), "a trimmed entry is unreadable");
+        assert!(parse_entry(&[bulk("v"), Value::Int(1)]).is_err());
+        assert!(parse_entry(&[bulk("v"), bulk("reserve\tA")]).is_err());
+    }
 
     #[test]
     fn reads_again_at_once_only_after_a_partition_filled_its_share() {
