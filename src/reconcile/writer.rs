@@ -82,7 +82,8 @@ pub async fn apply_batch(db: &PgPool, events: &[(StreamPos, Event)], generation:
 /// Inserts ledger rows; returns the events that were new.
 async fn insert_ledger<'a>(tx: &mut PgConnection, stock: &[Located<'a>]) -> Result<Vec<Located<'a>>, sqlx::Error> {
     let ints = |f: fn(&Located) -> i64| stock.iter().map(f).collect::<Vec<i64>>();
-    let texts = |f: fn(&Located) -> Option<String>| stock.iter().map(f).collect::<Vec<Option<String>>>();
+    // Borrowed: no copy of each event's strings for the binds.
+    let texts = |f: fn(&'a StockEvent) -> Option<&'a str>| stock.iter().map(|(_, e)| f(e)).collect::<Vec<_>>();
     let inserted: Vec<(i32, i64, i64)> = sqlx::query_as(
         "INSERT INTO ledger (partition, stream_ms, stream_seq, kind, sku, location_id, on_hand_delta, reserved_delta,
                              committed_delta, in_transit_delta, order_id, operation_id, reason, occurred_at)
@@ -96,16 +97,16 @@ async fn insert_ledger<'a>(tx: &mut PgConnection, stock: &[Located<'a>]) -> Resu
     .bind(stock.iter().map(|(p, _)| partition(p)).collect::<Vec<i32>>())
     .bind(ints(|(p, _)| p.ms))
     .bind(ints(|(p, _)| p.seq))
-    .bind(texts(|(_, e)| Some(e.kind.clone())))
-    .bind(texts(|(_, e)| Some(e.sku.clone())))
-    .bind(texts(|(_, e)| Some(e.location_id.clone())))
+    .bind(texts(|e| Some(&e.kind)))
+    .bind(texts(|e| Some(&e.sku)))
+    .bind(texts(|e| Some(&e.location_id)))
     .bind(ints(|(_, e)| e.deltas[0]))
     .bind(ints(|(_, e)| e.deltas[1]))
     .bind(ints(|(_, e)| e.deltas[2]))
     .bind(ints(|(_, e)| e.deltas[3]))
-    .bind(texts(|(_, e)| e.order_id.clone()))
-    .bind(texts(|(_, e)| e.operation_id.clone()))
-    .bind(texts(|(_, e)| e.reason.clone()))
+    .bind(texts(|e| e.order_id.as_deref()))
+    .bind(texts(|e| e.operation_id.as_deref()))
+    .bind(texts(|e| e.reason.as_deref()))
     .bind(ints(|(_, e)| e.at_ms))
     .fetch_all(&mut *tx)
     .await?;
@@ -136,8 +137,8 @@ async fn upsert_levels(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Result<u
              stream_ms = EXCLUDED.stream_ms, stream_seq = EXCLUDED.stream_seq, updated_at = now()
          WHERE (s.stream_ms, s.stream_seq) < (EXCLUDED.stream_ms, EXCLUDED.stream_seq)",
     )
-    .bind(snap.iter().map(|(_, e)| e.sku.clone()).collect::<Vec<_>>())
-    .bind(snap.iter().map(|(_, e)| e.location_id.clone()).collect::<Vec<_>>())
+    .bind(snap.iter().map(|(_, e)| e.sku.as_str()).collect::<Vec<_>>())
+    .bind(snap.iter().map(|(_, e)| e.location_id.as_str()).collect::<Vec<_>>())
     .bind(level(0))
     .bind(level(1))
     .bind(level(2))
@@ -182,8 +183,8 @@ async fn record_reservations(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Re
          ON CONFLICT (order_id) DO NOTHING
          RETURNING order_id",
     )
-    .bind(hs.iter().map(|e| e.order_id.clone().unwrap_or_default()).collect::<Vec<_>>())
-    .bind(hs.iter().map(|e| e.channel.clone().unwrap_or_default()).collect::<Vec<_>>())
+    .bind(hs.iter().map(|e| e.order_id.as_deref().unwrap_or_default()).collect::<Vec<_>>())
+    .bind(hs.iter().map(|e| e.channel.as_deref().unwrap_or_default()).collect::<Vec<_>>())
     .bind(hs.iter().map(|e| e.at_ms).collect::<Vec<_>>())
     .bind(hs.iter().map(|e| e.expires_ms.unwrap_or(e.at_ms)).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
@@ -205,8 +206,8 @@ async fn record_reservations(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Re
                  AND r.created_at < to_timestamp(u.t / 1000.0)
              RETURNING r.order_id",
         )
-        .bind(known.iter().map(|e| e.order_id.clone().unwrap_or_default()).collect::<Vec<_>>())
-        .bind(known.iter().map(|e| e.channel.clone().unwrap_or_default()).collect::<Vec<_>>())
+        .bind(known.iter().map(|e| e.order_id.as_deref().unwrap_or_default()).collect::<Vec<_>>())
+        .bind(known.iter().map(|e| e.channel.as_deref().unwrap_or_default()).collect::<Vec<_>>())
         .bind(known.iter().map(|e| e.at_ms).collect::<Vec<_>>())
         .bind(known.iter().map(|e| e.expires_ms.unwrap_or(e.at_ms)).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
@@ -230,9 +231,9 @@ async fn record_reservations(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Re
          SELECT o, s, l, q FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u(o, s, l, q)
          ON CONFLICT (order_id, sku, location_id) DO UPDATE SET quantity = EXCLUDED.quantity",
     )
-    .bind(lines.keys().map(|k| k.0.to_owned()).collect::<Vec<_>>())
-    .bind(lines.keys().map(|k| k.1.to_owned()).collect::<Vec<_>>())
-    .bind(lines.keys().map(|k| k.2.to_owned()).collect::<Vec<_>>())
+    .bind(lines.keys().map(|k| k.0).collect::<Vec<_>>())
+    .bind(lines.keys().map(|k| k.1).collect::<Vec<_>>())
+    .bind(lines.keys().map(|k| k.2).collect::<Vec<_>>())
     .bind(lines.values().copied().collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
@@ -259,8 +260,8 @@ async fn record_reservations(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Re
              FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[]) AS u(o, s, t, rr)
              WHERE r.order_id = u.o AND r.status <> u.s AND r.updated_at <= to_timestamp(u.t / 1000.0)",
         )
-        .bind(latest.keys().map(|o| (*o).to_owned()).collect::<Vec<_>>())
-        .bind(latest.values().map(|m| m.2.to_owned()).collect::<Vec<_>>())
+        .bind(latest.keys().copied().collect::<Vec<_>>())
+        .bind(latest.values().map(|m| m.2).collect::<Vec<_>>())
         .bind(latest.values().map(|m| m.0).collect::<Vec<_>>())
         .bind(latest.values().map(|m| m.3.clone()).collect::<Vec<_>>())
         .execute(&mut *tx)
@@ -277,8 +278,8 @@ async fn record_operations(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Resu
          SELECT op, s, to_timestamp(t / 1000.0) FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS u(op, s, t)
          ON CONFLICT DO NOTHING",
     )
-    .bind(ops.iter().map(|(_, e)| e.operation_id.clone().unwrap_or_default()).collect::<Vec<_>>())
-    .bind(ops.iter().map(|(_, e)| e.sku.clone()).collect::<Vec<_>>())
+    .bind(ops.iter().map(|(_, e)| e.operation_id.as_deref().unwrap_or_default()).collect::<Vec<_>>())
+    .bind(ops.iter().map(|(_, e)| e.sku.as_str()).collect::<Vec<_>>())
     .bind(ops.iter().map(|(_, e)| e.at_ms).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
