@@ -47,6 +47,26 @@ async fn count(db: &sqlx::PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(db).await.expect("count")
 }
 
+/// A reconciler the test drives by hand (its app runs none), reading at most
+/// `batch` entries a round; its consumer groups exist.
+async fn hand_reconciler(app: &TestApp, db: &sqlx::PgPool, batch: usize) -> Reconciler {
+    let settings = ReconcilerSettings {
+        interval: std::time::Duration::from_millis(50),
+        batch,
+        lag_alert: std::time::Duration::from_secs(60),
+    };
+    let r = Reconciler::new(app.engine.clone(), db.clone(), settings, Arc::default());
+    r.ensure_groups().await.expect("groups");
+    r
+}
+
+/// Runs `r` until the streams are empty.
+async fn drain(app: &TestApp, r: &mut Reconciler) {
+    while app.stream_backlog().await > 0 {
+        r.try_execute_task().await.expect("reconcile");
+    }
+}
+
 /// Reserve, commit, fulfil, release and adjust across three SKUs and two
 /// locations.
 async fn mixed_burst(app: &TestApp) {
@@ -132,14 +152,7 @@ async fn a_batch_replayed_after_a_crash_between_commit_and_acknowledge_inserts_n
     let app = TestApp::spawn_with(|c| c.reconciler_enabled = false).await;
     let db = app.db().await;
     mixed_burst(&app).await;
-    let settings = ReconcilerSettings {
-        interval: std::time::Duration::from_millis(50),
-        batch: 1000,
-        lag_alert: std::time::Duration::from_secs(60),
-    };
-    let first = Reconciler::new(app.engine.clone(), db.clone(), settings.clone(), Arc::default());
-    first.ensure_groups().await.expect("groups");
-    let mut first = first;
+    let mut first = hand_reconciler(&app, &db, 1000).await;
 
     // Act: read and write, then "crash" before acknowledging.
     let batch = first.read_batch().await.expect("read");
@@ -147,7 +160,7 @@ async fn a_batch_replayed_after_a_crash_between_commit_and_acknowledge_inserts_n
     drop(first);
     let rows_after_first = count(&db, "SELECT count(*) FROM ledger").await;
     // A new leader reads the unacknowledged entries again and writes them.
-    let mut second = Reconciler::new(app.engine.clone(), db.clone(), settings, Arc::default());
+    let mut second = hand_reconciler(&app, &db, 1000).await;
     let rewritten = second.try_execute_task().await.expect("replay");
     while second.try_execute_task().await.expect("drain").rows > 0 {}
 
@@ -167,13 +180,7 @@ async fn a_hot_partition_gets_the_whole_batch_and_busy_partitions_share_it() {
     // a batch of 40 entries.
     let app = TestApp::spawn_with(|c| c.reconciler_enabled = false).await;
     let db = app.db().await;
-    let settings = ReconcilerSettings {
-        interval: std::time::Duration::from_millis(50),
-        batch: 40,
-        lag_alert: std::time::Duration::from_secs(60),
-    };
-    let mut r = Reconciler::new(app.engine.clone(), db.clone(), settings, Arc::default());
-    r.ensure_groups().await.expect("groups");
+    let mut r = hand_reconciler(&app, &db, 40).await;
     app.stocked("HOT", 1000).await;
     for i in 0..100 {
         app.reserve(&format!("h-{i}"), &[("HOT", 1)], 0).await.expect("reserve");
@@ -185,9 +192,7 @@ async fn a_hot_partition_gets_the_whole_batch_and_busy_partitions_share_it() {
     assert!(hot.full, "more is waiting there");
     r.apply(&hot).await.expect("apply");
     r.ack(&hot).await.expect("ack");
-    while app.stream_backlog().await > 0 {
-        r.try_execute_task().await.expect("drain");
-    }
+    drain(&app, &mut r).await;
 
     // Arrange: now entries in many partitions, a dozen per SKU.
     let skus: Vec<String> = (0..40).map(|i| format!("S{i}")).collect();
@@ -213,9 +218,7 @@ async fn a_hot_partition_gets_the_whole_batch_and_busy_partitions_share_it() {
     assert!(per.values().all(|n| *n <= share), "at most {share} from each: {per:?}");
     r.apply(&shared).await.expect("apply");
     r.ack(&shared).await.expect("ack");
-    while app.stream_backlog().await > 0 {
-        r.try_execute_task().await.expect("drain");
-    }
+    drain(&app, &mut r).await;
     let all: Vec<&str> = std::iter::once("HOT").chain(skus.iter().map(String::as_str)).collect();
     assert_eq!(snapshot(&db).await, redis_levels(&app, &all).await, "Postgres caught up exactly");
 }
@@ -266,13 +269,7 @@ async fn an_order_id_reused_after_its_tombstone_keeps_only_its_latest_lines_in_o
     })
     .await;
     let db = app.db().await;
-    let settings = ReconcilerSettings {
-        interval: std::time::Duration::from_millis(50),
-        batch: 1000,
-        lag_alert: std::time::Duration::from_secs(60),
-    };
-    let mut r = Reconciler::new(app.engine.clone(), db.clone(), settings, Arc::default());
-    r.ensure_groups().await.expect("groups");
+    let mut r = hand_reconciler(&app, &db, 1000).await;
     app.stocked("A", 10).await;
     app.stocked("B", 10).await;
 
@@ -282,9 +279,7 @@ async fn an_order_id_reused_after_its_tombstone_keeps_only_its_latest_lines_in_o
     release_until_reusable(&app, "o-1").await;
     app.reserve("o-1", &[("B", 3)], 0).await.expect("second reserve");
     app.reservations().commit(proto::CommitRequest { order_id: "o-1".into() }).await.expect("commit");
-    while app.stream_backlog().await > 0 {
-        r.try_execute_task().await.expect("reconcile");
-    }
+    drain(&app, &mut r).await;
 
     // Assert: the record is the second reservation's, the history both.
     let (status, reason, lines, history) = record_of(&db, "o-1").await;
@@ -294,13 +289,9 @@ async fn an_order_id_reused_after_its_tombstone_keeps_only_its_latest_lines_in_o
 
     // Act: a third life, reconciled in a later batch than the second.
     release_until_reusable(&app, "o-1").await;
-    while app.stream_backlog().await > 0 {
-        r.try_execute_task().await.expect("reconcile");
-    }
+    drain(&app, &mut r).await;
     app.reserve("o-1", &[("A", 1)], 0).await.expect("third reserve");
-    while app.stream_backlog().await > 0 {
-        r.try_execute_task().await.expect("reconcile");
-    }
+    drain(&app, &mut r).await;
 
     // Assert: the ended record was reset, its old lines dropped.
     let (status, reason, lines, history) = record_of(&db, "o-1").await;
