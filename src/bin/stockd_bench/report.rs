@@ -170,6 +170,7 @@ mod tests {
             "baseline",
             "ratio_vs_baseline",
             "reconcile_lag_ms",
+            "cpu",
         ];
         let mut sorted = keys.clone();
         sorted.sort_unstable();
