@@ -103,8 +103,7 @@ fn round1(v: f64) -> f64 {
 }
 
 /// One line for humans: the processes by share, largest first.
-pub fn describe(label: &str, cpu: Option<&CpuUse>) -> String {
-    let Some(cpu) = cpu else { return format!("{label} CPU: not measured (no /proc)") };
+pub fn describe(label: &str, cpu: &CpuUse) -> String {
     let mut by: Vec<(&String, &f64)> = cpu.by_process.iter().collect();
     by.sort_by(|a, b| b.1.total_cmp(a.1));
     let list: Vec<String> = by.iter().map(|(n, p)| format!("{n} {p:.0}%")).collect();

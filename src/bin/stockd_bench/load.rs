@@ -181,16 +181,13 @@ where
 /// machine does not start in the middle of someone else's build. Returns
 /// the idle share last seen; `None` where `/proc/stat` cannot be read.
 pub async fn settle(max_wait: Duration) -> Option<f64> {
-    fn busy_idle() -> Option<(u64, u64)> {
-        machine_ticks().map(|(busy, total)| (busy, total - busy))
-    }
     let started = Instant::now();
     loop {
-        let (b0, i0) = busy_idle()?;
+        let (b0, t0) = machine_ticks()?;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let (b1, i1) = busy_idle()?;
-        let (busy, idle) = (b1.saturating_sub(b0), i1.saturating_sub(i0));
-        let share = idle as f64 / (busy + idle).max(1) as f64;
+        let (b1, t1) = machine_ticks()?;
+        let total = t1.saturating_sub(t0).max(1);
+        let share = 1.0 - b1.saturating_sub(b0) as f64 / total as f64;
         if share >= 0.85 || started.elapsed() >= max_wait {
             return Some(share);
         }

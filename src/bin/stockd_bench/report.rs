@@ -122,8 +122,8 @@ pub fn describe(label: &str, m: &Measured) -> String {
         m.rec.errors,
         counts.join(" ")
     );
-    if m.cpu.is_some() {
-        s.push_str(&format!("\n  {}", cpu::describe(label, m.cpu.as_ref())));
+    if let Some(c) = &m.cpu {
+        s.push_str(&format!("\n  {}", cpu::describe(label, c)));
     }
     for e in m.rec.error_samples() {
         s.push_str(&format!("\n  error: {e}"));

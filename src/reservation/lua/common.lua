@@ -212,11 +212,10 @@ end
 
 -- Releases up to `limit` holds of partition p whose expiry has passed, so that
 -- a SKU under traffic is never blocked by a dead hold. Returns how many.
--- (now and limit go to Redis as text: formatted here with '%d' rather than by
--- Lua's slower '%.14g' on every call.)
+-- (limit is ARGV[2] as sent, and now goes to Redis formatted with '%d':
+-- Lua would format a number argument with its slower '%.14g'.)
 local function expire_due(p, now, limit)
-  local due = redis.call('ZRANGEBYSCORE', p.exp, '-inf', string.format('%d', now), 'LIMIT', '0',
-    string.format('%d', limit))
+  local due = redis.call('ZRANGEBYSCORE', p.exp, '-inf', string.format('%d', now), 'LIMIT', '0', limit)
   for _, order in ipairs(due) do
     move_hold(p, order, 'expire', function(q) return { 0, -q, 0, 0 } end, false, 'expired', now)
   end
@@ -225,9 +224,8 @@ end
 
 -- Releases expired holds in every partition group of this call.
 local function expire_all(first, now)
-  local limit = tonumber(ARGV[2])
   for i = 1, tonumber(ARGV[3]) do
-    expire_due(part_keys(first, i), now, limit)
+    expire_due(part_keys(first, i), now, ARGV[2])
   end
 end
 

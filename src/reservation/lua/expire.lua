@@ -9,4 +9,4 @@
 
 local now = now_ms()
 if not gen_ok(1) then return -2 end
-return expire_due(part_keys(1, 1), now, tonumber(ARGV[2]))
+return expire_due(part_keys(1, 1), now, ARGV[2])
