@@ -206,6 +206,9 @@ local function move_hold(p, order, kind, deltas, keep, reason, now)
     else
       redis.call('HDEL', p.holds, order)
     end
+    -- A committed hold left the expiry index when it was committed (and a
+    -- rebuild does not index it): fulfilling or releasing it skips the ZREM.
+    if hold.c then return end
   end
   redis.call('ZREM', p.exp, order)
 end
