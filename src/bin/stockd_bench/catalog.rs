@@ -225,6 +225,7 @@ pub async fn run(args: &CatalogArgs) -> anyhow::Result<Outcome> {
                 seq += 1;
                 let order_id = format!("{prefix}{seq}");
                 let (ranks, fate) = orders.next();
+                let lines = ranks.len() as u64;
                 let ttl = if fate == Fate::Expire { expire_ttl } else { HOLD_TTL };
                 let req = proto::ReserveRequest {
                     order_id: order_id.clone(),
@@ -237,7 +238,10 @@ pub async fn run(args: &CatalogArgs) -> anyhow::Result<Outcome> {
                 };
                 let Some(resp) = rec.call(client.reserve(req)).await else { continue };
                 match resp.into_inner().outcome() {
-                    proto::ReserveOutcome::Reserved => rec.count("reserved"),
+                    proto::ReserveOutcome::Reserved => {
+                        rec.count("reserved");
+                        rec.add(report::LINES, lines);
+                    }
                     proto::ReserveOutcome::InsufficientStock => {
                         rec.count("insufficient");
                         continue;
@@ -250,16 +254,20 @@ pub async fn run(args: &CatalogArgs) -> anyhow::Result<Outcome> {
                 match fate {
                     Fate::Fulfil => {
                         let commit = proto::CommitRequest { order_id: order_id.clone() };
-                        if rec.call(client.commit(commit)).await.is_some()
-                            && rec.call(client.fulfill(proto::FulfillRequest { order_id })).await.is_some()
-                        {
+                        if rec.call(client.commit(commit)).await.is_none() {
+                            continue;
+                        }
+                        rec.add(report::LINES, lines);
+                        if rec.call(client.fulfill(proto::FulfillRequest { order_id })).await.is_some() {
                             rec.count("fulfilled");
+                            rec.add(report::LINES, lines);
                         }
                     }
                     Fate::Release => {
                         let release = proto::ReleaseRequest { order_id, reason: "cancelled".into() };
                         if rec.call(client.release(release)).await.is_some() {
                             rec.count("released");
+                            rec.add(report::LINES, lines);
                         }
                     }
                     Fate::Expire => rec.count("left_to_expire"),

@@ -97,7 +97,10 @@ pub async fn run(args: &FlashSaleArgs) -> anyhow::Result<Outcome> {
                 };
                 if let Some(resp) = rec.call(client.reserve(req)).await {
                     match resp.into_inner().outcome() {
-                        proto::ReserveOutcome::Reserved => rec.count("reserved"),
+                        proto::ReserveOutcome::Reserved => {
+                            rec.count("reserved");
+                            rec.add(report::LINES, 1);
+                        }
                         proto::ReserveOutcome::InsufficientStock => rec.count("insufficient"),
                         other => rec.error(format!("unexpected outcome {}", other.as_str_name())),
                     }

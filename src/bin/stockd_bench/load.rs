@@ -77,6 +77,11 @@ impl Recorder {
         *self.counts.entry(what).or_default() += 1;
     }
 
+    /// Counts `n` of a named quantity (order lines moved, say).
+    pub fn add(&mut self, what: &'static str, n: u64) {
+        *self.counts.entry(what).or_default() += n;
+    }
+
     /// How many times `what` was counted.
     pub fn counted(&self, what: &str) -> u64 {
         self.counts.get(what).copied().unwrap_or(0)

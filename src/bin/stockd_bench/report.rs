@@ -20,6 +20,11 @@ pub struct Summary {
     pub requests: u64,
     /// requests / duration_s.
     pub throughput_rps: f64,
+    /// Order lines the successful calls moved, per second: a reserve, commit,
+    /// fulfil or release of an n-line order counts n (the flash sale: one per
+    /// reserved request). It puts the scenarios on one scale: a catalog
+    /// request carries about three lines, a flash-sale request one.
+    pub lines_per_s: f64,
     /// Latency quantiles of those requests, milliseconds, as the client saw them.
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -60,6 +65,9 @@ pub struct MemoryFigures {
     pub redis_bytes_per_active_hold: Option<f64>,
 }
 
+/// The Recorder count of order lines moved (see `Summary::lines_per_s`).
+pub const LINES: &str = "lines";
+
 /// The baseline's name in the summary.
 pub const BASELINE_NAME: &str = "postgres-select-for-update";
 
@@ -87,6 +95,7 @@ impl Summary {
             duration_s: round(stockd.elapsed.as_secs_f64(), 3),
             requests: stockd.rec.requests,
             throughput_rps: round(throughput, 1),
+            lines_per_s: round(stockd.rec.counted(LINES) as f64 / stockd.elapsed.as_secs_f64().max(1e-9), 1),
             p50_ms: round(stockd.rec.quantile_ms(0.5), 3),
             p99_ms: round(stockd.rec.quantile_ms(0.99), 3),
             p999_ms: round(stockd.rec.quantile_ms(0.999), 3),
@@ -152,7 +161,10 @@ mod tests {
 
     #[test]
     fn the_json_has_exactly_the_contract_keys() {
-        let m = Measured { rec: Recorder::new(), elapsed: Duration::from_secs(1), cpu: None };
+        let mut rec = Recorder::new();
+        rec.add(LINES, 3);
+        rec.add(LINES, 4);
+        let m = Measured { rec, elapsed: Duration::from_secs(2), cpu: None };
         let mut s = Summary::new("catalog", 4, &m, 0, Some(&m));
         let flash: serde_json::Value = serde_json::to_value(&s).expect("serializes");
         let keys: Vec<&str> = flash.as_object().expect("object").keys().map(String::as_str).collect();
@@ -162,6 +174,7 @@ mod tests {
             "duration_s",
             "requests",
             "throughput_rps",
+            "lines_per_s",
             "p50_ms",
             "p99_ms",
             "p999_ms",
@@ -176,6 +189,7 @@ mod tests {
         sorted.sort_unstable();
         want.sort_unstable();
         assert_eq!(sorted, want);
+        assert_eq!(flash["lines_per_s"], 3.5, "7 lines in 2 s");
         let b = flash["baseline"].as_object().expect("baseline object");
         assert!(["name", "throughput_rps", "p50_ms", "p99_ms"].iter().all(|k| b.contains_key(*k)));
 
