@@ -281,7 +281,7 @@ pub async fn run(args: &CatalogArgs) -> anyhow::Result<Outcome> {
     let orders = stockd.rec.counted("reserved") + stockd.rec.counted("insufficient");
     notes.push(report::describe("stockd", &stockd));
     notes.push(report::describe_lag(lag.as_ref()));
-    notes.push(format!("stockd orders: {orders} ({:.0}/s)", orders as f64 / stockd.elapsed.as_secs_f64()));
+    notes.push(format!("stockd orders: {orders} ({:.0}/s)", stockd.per_second(orders)));
     if let (Some(p), Some(before)) = (probe.as_mut(), before) {
         let after = p.snapshot().await?;
         notes.push(redis_probe::describe_delta(&before, &after));
@@ -299,7 +299,7 @@ pub async fn run(args: &CatalogArgs) -> anyhow::Result<Outcome> {
         let b = run_baseline(c, args, &sku_prefix, &names, &zipf, seed, &run).await?;
         let orders = b.rec.counted("reserved") + b.rec.counted("insufficient");
         notes.push(report::describe("baseline", &b));
-        notes.push(format!("baseline orders: {orders} ({:.0}/s)", orders as f64 / b.elapsed.as_secs_f64()));
+        notes.push(format!("baseline orders: {orders} ({:.0}/s)", b.per_second(orders)));
         Some(b)
     };
     let mut summary = Summary::new("catalog", n, &stockd, oversold, baseline.as_ref());

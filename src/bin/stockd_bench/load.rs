@@ -74,7 +74,7 @@ impl Recorder {
 
     /// Counts one named outcome.
     pub fn count(&mut self, what: &'static str) {
-        *self.counts.entry(what).or_default() += 1;
+        self.add(what, 1);
     }
 
     /// Counts `n` of a named quantity (order lines moved, say).
@@ -136,8 +136,13 @@ pub struct Measured {
 impl Measured {
     /// Completed requests per second.
     pub fn throughput(&self) -> f64 {
+        self.per_second(self.rec.requests)
+    }
+
+    /// `n` over the measured time (0 when none passed).
+    pub fn per_second(&self, n: u64) -> f64 {
         let secs = self.elapsed.as_secs_f64();
-        if secs > 0.0 { self.rec.requests as f64 / secs } else { 0.0 }
+        if secs > 0.0 { n as f64 / secs } else { 0.0 }
     }
 }
 

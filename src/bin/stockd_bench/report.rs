@@ -95,7 +95,7 @@ impl Summary {
             duration_s: round(stockd.elapsed.as_secs_f64(), 3),
             requests: stockd.rec.requests,
             throughput_rps: round(throughput, 1),
-            lines_per_s: round(stockd.rec.counted(LINES) as f64 / stockd.elapsed.as_secs_f64().max(1e-9), 1),
+            lines_per_s: round(stockd.per_second(stockd.rec.counted(LINES)), 1),
             p50_ms: round(stockd.rec.quantile_ms(0.5), 3),
             p99_ms: round(stockd.rec.quantile_ms(0.99), 3),
             p999_ms: round(stockd.rec.quantile_ms(0.999), 3),
