@@ -69,5 +69,6 @@ step cargo test --all-targets --no-fail-fast
 step scripts/readme-smoke.sh
 step scripts/helm-check.sh
 step scripts/bench.sh --smoke
+step scripts/lua-cost.sh --smoke
 
-say "scripts/test.sh: all checks passed (fmt, clippy, tests, README smoke, helm, bench smoke) in $((SECONDS - started)) s"
+say "scripts/test.sh: all checks passed (fmt, clippy, tests, README smoke, helm, bench smoke, Lua cost smoke) in $((SECONDS - started)) s"
