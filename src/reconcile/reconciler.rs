@@ -118,7 +118,7 @@ impl Reconciler {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for p in 0..keys.partitions() {
-            pipe.cmd("XGROUP").arg("CREATE").arg(keys.partition(p).ev).arg(GROUP).arg("0").arg("MKSTREAM");
+            pipe.cmd("XGROUP").arg("CREATE").arg(&keys.partition(p).ev).arg(GROUP).arg("0").arg("MKSTREAM");
         }
         // BUSYGROUP answers (group exists) are expected and ignored.
         let mut conn = engine.connection().await?;
@@ -162,7 +162,7 @@ impl Reconciler {
                 .arg("COUNT")
                 .arg(count)
                 .arg("STREAMS")
-                .arg(keys.partition(*p).ev)
+                .arg(&keys.partition(*p).ev)
                 .arg(from);
         }
         let replies: Vec<Value> = match pipe.query_async(&mut conn).await {
@@ -234,11 +234,11 @@ impl Reconciler {
         }
         let mut pipe = redis::pipe();
         for (p, ids) in &by_part {
-            pipe.cmd("XACK").arg(keys.partition(*p).ev).arg(GROUP).arg(ids).ignore();
+            pipe.cmd("XACK").arg(&keys.partition(*p).ev).arg(GROUP).arg(ids).ignore();
         }
         for (p, last) in batch.last_per_partition() {
             // Entries up to the last acknowledged one are in Postgres.
-            pipe.cmd("XTRIM").arg(keys.partition(p).ev).arg("MINID").arg(last.next_id()).ignore();
+            pipe.cmd("XTRIM").arg(&keys.partition(p).ev).arg("MINID").arg(last.next_id()).ignore();
         }
         let mut conn = self.engine.connection().await?;
         let _: () = pipe.query_async(&mut conn).await?;

@@ -420,7 +420,7 @@ impl Engine {
     pub async fn active_holds(&self) -> Result<u64, EngineError> {
         let mut pipe = redis::pipe();
         for p in 0..self.keys.partitions() {
-            pipe.cmd("ZCARD").arg(self.keys.partition(p).exp);
+            pipe.cmd("ZCARD").arg(&self.keys.partition(p).exp);
         }
         let sizes: Vec<u64> = self.with_conn(async |c| Ok(pipe.query_async(c).await?)).await?;
         Ok(sizes.into_iter().sum())
@@ -431,7 +431,7 @@ impl Engine {
     pub async fn stream_lengths(&self) -> Result<Vec<u64>, EngineError> {
         let mut pipe = redis::pipe();
         for p in 0..self.keys.partitions() {
-            pipe.cmd("XLEN").arg(self.keys.partition(p).ev);
+            pipe.cmd("XLEN").arg(&self.keys.partition(p).ev);
         }
         self.with_conn(async |c| Ok(pipe.query_async(c).await?)).await
     }
@@ -565,10 +565,10 @@ impl Engine {
         let (parts, _) = self.partition_groups(skus.iter().map(Sku::as_str));
         let mut pipe = redis::pipe();
         for s in skus {
-            pipe.cmd("HGET").arg(self.keys.partition(self.keys.partition_of(s.as_str())).lvl).arg(s.as_str());
+            pipe.cmd("HGET").arg(&self.keys.partition(self.keys.partition_of(s.as_str())).lvl).arg(s.as_str());
         }
         for p in &parts {
-            pipe.cmd("HEXISTS").arg(self.keys.partition(*p).lvl).arg(GEN_FIELD);
+            pipe.cmd("HEXISTS").arg(&self.keys.partition(*p).lvl).arg(GEN_FIELD);
         }
         let (raw, markers): (Vec<Option<Vec<u8>>>, Vec<bool>) = self
             .with_conn(async |c| {
@@ -669,7 +669,7 @@ impl Engine {
         let mut pipe = redis::pipe();
         pipe.cmd("TIME");
         for p in 0..n {
-            pipe.cmd("ZRANGE").arg(self.keys.partition(p).exp).arg(0).arg(0).arg("WITHSCORES");
+            pipe.cmd("ZRANGE").arg(&self.keys.partition(p).exp).arg(0).arg(0).arg("WITHSCORES");
         }
         let offset = self.offset();
         let (time, firsts): (RedisTime, Vec<FirstExpiry>) = self

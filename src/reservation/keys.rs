@@ -7,6 +7,8 @@
 //! partition of its order id. The prefix lets one Redis hold several stores
 //! (and lets tests isolate themselves).
 
+use std::sync::Arc;
+
 /// Upper bound for the partition count (Redis Cluster has 16384 slots).
 pub const MAX_PARTITIONS: u32 = 16_384;
 
@@ -39,6 +41,11 @@ pub struct Keys {
     prefix: String,
     /// P: fixed when the store is first set up.
     partitions: u32,
+    /// The keys of every partition, named once: every script call, every
+    /// reconciler round (one XLEN per partition) and every sweep asks for
+    /// them, and formatting them anew cost six allocations each time.
+    /// Shared, so a clone of `Keys` stays cheap.
+    named: Arc<[PartitionKeys]>,
 }
 
 impl Keys {
@@ -53,7 +60,8 @@ impl Keys {
         if !(1..=MAX_PARTITIONS).contains(&partitions) {
             return Err(format!("partition count {partitions} must be between 1 and {MAX_PARTITIONS}"));
         }
-        Ok(Self { prefix: prefix.to_owned(), partitions })
+        let named = (0..partitions).map(|p| name_partition(prefix, p)).collect();
+        Ok(Self { prefix: prefix.to_owned(), partitions, named })
     }
 
     /// P.
@@ -71,16 +79,10 @@ impl Keys {
         crc32fast::hash(id.as_bytes()) % self.partitions
     }
 
-    /// The keys of partition `p`.
-    pub fn partition(&self, p: u32) -> PartitionKeys {
-        let base = format!("{}:{{{p}}}", self.prefix);
-        PartitionKeys {
-            lvl: format!("{base}:lvl"),
-            holds: format!("{base}:holds"),
-            exp: format!("{base}:exp"),
-            ev: format!("{base}:ev"),
-            ops: format!("{base}:ops"),
-        }
+    /// The keys of partition `p` (below `partitions()`, as `partition_of`
+    /// gives).
+    pub fn partition(&self, p: u32) -> &PartitionKeys {
+        &self.named[p as usize]
     }
 
     /// The store's generation marker: set once Redis holds the store (set up
@@ -113,6 +115,18 @@ impl Keys {
     }
 }
 
+/// The five keys of partition `p` under `prefix`.
+fn name_partition(prefix: &str, p: u32) -> PartitionKeys {
+    let base = format!("{prefix}:{{{p}}}");
+    PartitionKeys {
+        lvl: format!("{base}:lvl"),
+        holds: format!("{base}:holds"),
+        exp: format!("{base}:exp"),
+        ev: format!("{base}:ev"),
+        ops: format!("{base}:ops"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +138,15 @@ mod tests {
         for k in keys.partition(p).all() {
             assert!(k.starts_with(&format!("s:{{{p}}}:")), "{k}");
         }
+    }
+
+    #[test]
+    fn every_partition_is_named_up_front_and_a_clone_shares_the_names() {
+        let keys = Keys::new("s", 256).expect("valid");
+        assert_eq!(keys.partition(0).all(), ["s:{0}:lvl", "s:{0}:holds", "s:{0}:exp", "s:{0}:ev", "s:{0}:ops"]);
+        assert_eq!(keys.partition(255).ev, "s:{255}:ev");
+        let clone = keys.clone();
+        assert!(std::ptr::eq(keys.partition(9), clone.partition(9)));
     }
 
     #[test]

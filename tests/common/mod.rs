@@ -319,7 +319,7 @@ impl TestApp {
         let keys = self.engine.keys();
         let mut pipe = redis::pipe();
         for p in 0..keys.partitions() {
-            pipe.cmd("XLEN").arg(keys.partition(p).ev);
+            pipe.cmd("XLEN").arg(&keys.partition(p).ev);
         }
         let mut conn = self.engine.connection().await.expect("redis");
         let lens: Vec<u64> = pipe.query_async(&mut conn).await.expect("xlen");
