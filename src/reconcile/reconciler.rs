@@ -114,7 +114,7 @@ impl Reconciler {
 
     /// `ensure_groups` for any engine (the rebuild calls it before serving).
     pub async fn create_groups(engine: &Engine) -> Result<(), EngineError> {
-        let keys = engine.keys().clone();
+        let keys = engine.keys();
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for p in 0..keys.partitions() {
@@ -142,7 +142,7 @@ impl Reconciler {
     }
 
     async fn read(&self, from: &str) -> Result<Batch, EngineError> {
-        let keys = self.engine.keys().clone();
+        let keys = self.engine.keys();
         // Only streams with entries are read (acknowledged entries are
         // trimmed, so a stream's length is what is left to read, pending or
         // new), and they share the batch.
@@ -227,7 +227,7 @@ impl Reconciler {
 
     /// Acknowledges a written batch and trims what it covered from the streams.
     pub async fn ack(&self, batch: &Batch) -> Result<(), EngineError> {
-        let keys = self.engine.keys().clone();
+        let keys = self.engine.keys();
         let mut by_part: HashMap<u32, Vec<String>> = HashMap::new();
         for pos in batch.events.iter().map(|(p, _)| p).chain(batch.unreadable.iter()) {
             by_part.entry(pos.partition).or_default().push(pos.id());

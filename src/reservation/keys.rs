@@ -39,9 +39,8 @@ impl PartitionKeys {
 pub struct Keys {
     /// Namespace for every key of this store; never contains braces.
     prefix: String,
-    /// P: fixed when the store is first set up.
-    partitions: u32,
-    /// The keys of every partition, named once: every script call, every
+    /// The keys of every partition (P of them, fixed when the store is
+    /// first set up), named once: every script call, every
     /// reconciler round (one XLEN per partition) and every sweep asks for
     /// them, and formatting them anew cost six allocations each time.
     /// Shared, so a clone of `Keys` stays cheap.
@@ -61,12 +60,13 @@ impl Keys {
             return Err(format!("partition count {partitions} must be between 1 and {MAX_PARTITIONS}"));
         }
         let named = (0..partitions).map(|p| name_partition(prefix, p)).collect();
-        Ok(Self { prefix: prefix.to_owned(), partitions, named })
+        Ok(Self { prefix: prefix.to_owned(), named })
     }
 
     /// P.
     pub fn partitions(&self) -> u32 {
-        self.partitions
+        // At most MAX_PARTITIONS (checked in `new`), so it fits.
+        self.named.len() as u32
     }
 
     /// The prefix every key starts with.
@@ -76,7 +76,7 @@ impl Keys {
 
     /// The partition a SKU (or an order id) belongs to: crc32 mod P.
     pub fn partition_of(&self, id: &str) -> u32 {
-        crc32fast::hash(id.as_bytes()) % self.partitions
+        crc32fast::hash(id.as_bytes()) % self.partitions()
     }
 
     /// The keys of partition `p` (below `partitions()`, as `partition_of`

@@ -316,14 +316,7 @@ impl TestApp {
 
     /// Events still in the streams (not yet reconciled and trimmed).
     pub async fn stream_backlog(&self) -> u64 {
-        let keys = self.engine.keys();
-        let mut pipe = redis::pipe();
-        for p in 0..keys.partitions() {
-            pipe.cmd("XLEN").arg(&keys.partition(p).ev);
-        }
-        let mut conn = self.engine.connection().await.expect("redis");
-        let lens: Vec<u64> = pipe.query_async(&mut conn).await.expect("xlen");
-        lens.into_iter().sum()
+        self.engine.stream_lengths().await.expect("xlen").into_iter().sum()
     }
 
     /// Waits until every event so far is in Postgres.
