@@ -105,7 +105,10 @@ def main():
         for i in range(n):
             order = f'order-{i}'
             replies, groups = reserve([order], [(p, f'SKU-{p}') for p in PARTITIONS])
-            created = str(replies[0][2])
+            # The reply's third value: the header as stored (its second
+            # field is created-at), or created-at itself in scripts before
+            # replies carried the stored header (so an older --base still runs).
+            created = str(replies[0][2]).split('\t')[1 if '\t' in str(replies[0][2]) else 0]
             if i % 4 == 0:
                 move('release', order, created, groups, [TOMBSTONE_MS, 'changed mind'])
             else:

@@ -53,32 +53,120 @@ impl Reply {
         }
     }
 
-    /// Reads an order reply (see `order_reply` in common.lua) into a reservation.
+    /// Reads an order reply (see `header_reply` in common.lua) into a
+    /// reservation: the status word, then the header as stored.
     pub fn reservation(&mut self, order_id: &str) -> Result<Reservation, EngineError> {
         let status = self.string()?;
         let status = ReservationStatus::from_script(&status).ok_or_else(|| self.bad(format!("status {status:?}")))?;
-        let created = self.int()?;
-        let expires = self.int()?;
-        let channel = self.string()?;
-        let release_reason = self.string()?;
-        let n = self.int()?;
-        let mut lines = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
-        for _ in 0..n {
-            lines.push(ReservationLine { sku: self.string()?, location_id: self.string()?, quantity: self.int()? });
-        }
+        let raw = self.string()?;
+        let h = StoredHeader::parse(&raw).ok_or_else(|| self.bad(format!("order header {raw:?}")))?;
         Ok(Reservation {
             order_id: order_id.to_owned(),
             status,
-            lines,
-            created_at: from_millis(created),
-            expires_at: from_millis(expires),
-            channel,
-            release_reason,
+            lines: h.lines,
+            created_at: from_millis(h.created_ms),
+            expires_at: from_millis(h.expires_ms),
+            channel: h.channel.to_owned(),
+            release_reason: h.release_reason.to_owned(),
         })
+    }
+}
+
+/// An order header as the scripts store it (see the layout in common.lua):
+/// tab-separated status letter, created ms, expiry as ms after created,
+/// channel, line count n, n times sku, location, quantity, and last the
+/// release reason when there is one (it may hold a tab).
+#[derive(Debug, PartialEq, Eq)]
+struct StoredHeader<'a> {
+    created_ms: i64,
+    expires_ms: i64,
+    channel: &'a str,
+    lines: Vec<ReservationLine>,
+    release_reason: &'a str,
+}
+
+impl<'a> StoredHeader<'a> {
+    fn parse(raw: &'a str) -> Option<Self> {
+        let mut f = raw.splitn(6, '\t');
+        let _letter = f.next()?;
+        let created_ms: i64 = f.next()?.parse().ok()?;
+        let expires_ms = created_ms.checked_add(f.next()?.parse().ok()?)?;
+        let channel = f.next()?;
+        let n: usize = f.next()?.parse().ok()?;
+        let mut rest = f.next().unwrap_or("");
+        let mut lines = Vec::with_capacity(n.min(64));
+        for _ in 0..n {
+            let mut l = rest.splitn(4, '\t');
+            let (sku, location, qty) = (l.next()?, l.next()?, l.next()?);
+            lines.push(ReservationLine {
+                sku: sku.to_owned(),
+                location_id: location.to_owned(),
+                quantity: qty.parse().ok()?,
+            });
+            rest = l.next().unwrap_or("");
+        }
+        Some(Self { created_ms, expires_ms, channel, lines, release_reason: rest })
     }
 }
 
 /// A Redis-clock millisecond timestamp as a `SystemTime`.
 pub fn from_millis(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(sku: &str, location: &str, quantity: i64) -> ReservationLine {
+        ReservationLine { sku: sku.into(), location_id: location.into(), quantity }
+    }
+
+    #[test]
+    fn reads_a_stored_header_with_lines_and_no_reason() {
+        let h = StoredHeader::parse("A\t1764480000000\t1800000\tweb\t2\tSKU-1\tL1\t3\tSKU-2\tL2\t1").expect("parses");
+        assert_eq!(h.created_ms, 1_764_480_000_000);
+        assert_eq!(h.expires_ms, 1_764_481_800_000);
+        assert_eq!(h.channel, "web");
+        assert_eq!(h.lines, vec![line("SKU-1", "L1", 3), line("SKU-2", "L2", 1)]);
+        assert_eq!(h.release_reason, "");
+    }
+
+    #[test]
+    fn the_reason_comes_last_and_keeps_its_tabs() {
+        let h = StoredHeader::parse("R\t5\t10\t\t1\tS\tL\t2\tout of\tstock").expect("parses");
+        assert_eq!((h.created_ms, h.expires_ms, h.channel), (5, 15, ""));
+        assert_eq!(h.lines, vec![line("S", "L", 2)]);
+        assert_eq!(h.release_reason, "out of\tstock");
+    }
+
+    #[test]
+    fn a_header_without_lines_reads_its_reason() {
+        let h = StoredHeader::parse("R\t5\t10\tpos\t0\tgone").expect("parses");
+        assert!(h.lines.is_empty());
+        assert_eq!(h.release_reason, "gone");
+        assert_eq!(StoredHeader::parse("A\t5\t10\tpos\t0").expect("parses").release_reason, "");
+    }
+
+    #[test]
+    fn a_malformed_header_is_refused() {
+        for raw in ["", "A", "A\tx\t10\t\t0", "A\t5\t10\t\t2\tS\tL\t1", "A\t5\t10\t\t1\tS\tL\tq", "A\t5\t10\t\tn"] {
+            assert_eq!(StoredHeader::parse(raw), None, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn an_order_reply_becomes_a_reservation() {
+        let v = Value::Array(vec![
+            Value::BulkString(b"EXPIRED".to_vec()),
+            Value::BulkString(b"A\t1000\t500\tamazon\t1\tSKU-9\tWH\t4".to_vec()),
+        ]);
+        let res = Reply::new("test", v).expect("parses").reservation("o-1").expect("parses");
+        assert_eq!(res.order_id, "o-1");
+        assert_eq!(res.status, ReservationStatus::Expired);
+        assert_eq!(res.lines, vec![line("SKU-9", "WH", 4)]);
+        assert_eq!(res.created_at, from_millis(1000));
+        assert_eq!(res.expires_at, from_millis(1500));
+        assert_eq!(res.channel, "amazon");
+    }
 }

@@ -94,39 +94,49 @@ local LETTER_OF = { ACTIVE = 'A', COMMITTED = 'C', FULFILLED = 'F', RELEASED = '
 
 -- An order header as a table: st (status word as stored), ca (created ms, kept
 -- as the string stored: the transitions' guard compares it), ea (expires ms),
--- ch, rr, lines {{sku, location, qty}, ...}. Nil when absent.
+-- tail (the stored fields from the channel on: channel, n, the lines and the
+-- reason) and raw (the header as stored; write_header packs it anew).
+-- Nil when absent.
+-- Only the first three fields are split out: no script reads the channel or
+-- the lines of a stored header (the holds have them), and the reply sends
+-- the header as stored (see header_reply).
 local function read_header(okey)
   local raw = redis.call('GET', okey)
   if not raw then return nil end
-  local f = split(raw, 6)
-  local n = tonumber(f[5])
-  local rest = split(f[6], 3 * n + 1)
-  local h = {
-    st = STATUS_OF[f[1]], ca = f[2], ea = tonumber(f[2]) + tonumber(f[3]), ch = f[4], rr = rest[3 * n + 1] or '', lines = {},
+  local i = string.find(raw, '\t', 1, true)
+  local j = string.find(raw, '\t', i + 1, true)
+  local k = string.find(raw, '\t', j + 1, true)
+  local ca = string.sub(raw, i + 1, j - 1)
+  return {
+    st = STATUS_OF[string.sub(raw, 1, i - 1)], ca = ca, ea = tonumber(ca) + tonumber(string.sub(raw, j + 1, k - 1)),
+    tail = string.sub(raw, k + 1), raw = raw,
   }
-  for i = 1, n do
-    h.lines[i] = { rest[3 * i - 2], rest[3 * i - 1], rest[3 * i] }
-  end
-  return h
 end
 
-local function pack_header(h)
-  local t = { LETTER_OF[h.st], h.ca, tonumber(h.ea) - tonumber(h.ca), h.ch, #h.lines }
-  for _, l in ipairs(h.lines) do
+-- A new header: ca and ea in ms, channel, lines {{sku, location, qty}, ...}.
+local function new_header(st, ca, ea, channel, lines)
+  local t = { channel, #lines }
+  for _, l in ipairs(lines) do
     t[#t + 1] = l[1]
     t[#t + 1] = l[2]
     t[#t + 1] = l[3]
   end
-  if h.rr ~= '' then t[#t + 1] = h.rr end
-  return table.concat(t, '\t')
+  return { st = st, ca = string.format('%d', ca), ea = ea, tail = table.concat(t, '\t') }
+end
+
+-- Sets the release reason of a header that has none: only a release sets
+-- one, and it acts on active and committed headers only, which have none.
+local function set_reason(h, reason)
+  if reason ~= '' then h.tail = h.tail .. '\t' .. reason end
 end
 
 -- Writes a header with a time to live in ms, or none (nil: SET drops any TTL).
 local function write_header(okey, h, ttl_ms)
+  h.raw = LETTER_OF[h.st] .. '\t' .. h.ca .. '\t' .. string.format('%d', h.ea - tonumber(h.ca)) .. '\t' .. h.tail
   if ttl_ms then
-    redis.call('SET', okey, pack_header(h), 'PX', ttl_ms)
+    redis.call('SET', okey, h.raw, 'PX', ttl_ms)
   else
-    redis.call('SET', okey, pack_header(h))
+    redis.call('SET', okey, h.raw)
   end
 end
 
@@ -250,16 +260,12 @@ local function status_of(h, now)
   return h.st
 end
 
--- An order header as a flat reply: tag, status, ca, ea, ch, rr, n, then
--- sku, location, qty per line. EXPIRED is derived here.
+-- An order reply: tag, status (EXPIRED derived here), and the header as
+-- stored (see the layout above; src/reservation/reply.rs reads it). One
+-- string instead of a value per field: cheaper to build here, to send, and
+-- to parse in stockd.
 local function header_reply(tag, h, now)
-  local out = { tag, status_of(h, now), h.ca, h.ea, h.ch, h.rr, #h.lines }
-  for _, l in ipairs(h.lines) do
-    out[#out + 1] = l[1]
-    out[#out + 1] = l[2]
-    out[#out + 1] = l[3]
-  end
-  return out
+  return { tag, status_of(h, now), h.raw }
 end
 
 -- Moves every hold of `order` (in each partition group from KEYS[2] on).

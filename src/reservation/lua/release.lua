@@ -26,6 +26,7 @@ elseif st == 'COMMITTED' then
 else
   return header_reply('STATE', h, now)
 end
-h.st, h.rr = 'RELEASED', reason
+h.st = 'RELEASED'
+set_reason(h, reason)
 write_header(okey, h, ARGV[6])
 return header_reply('OK', h, now)

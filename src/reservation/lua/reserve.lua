@@ -201,11 +201,12 @@ local function reserve_one(okey, a)
     e[#e + 1] = ea_s
     e[#e + 1] = order
   end
-  local h = { st = 'ACTIVE', ca = now, ea = ea, ch = channel, rr = '', lines = {} }
+  local lines = {}
   for i, k in ipairs(sum_order) do
     local s = sum[k]
-    h.lines[i] = { s[2], s[3], s[4] }
+    lines[i] = { s[2], s[3], s[4] }
   end
+  local h = new_header('ACTIVE', now, ea, channel, lines)
   write_header(okey, h, ttl + grace)
   return header_reply('RESERVED', h, now), a
 end

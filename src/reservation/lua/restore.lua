@@ -48,10 +48,12 @@ for k = 6, #KEYS do
     local name = take()
     f[name] = take()
   end
-  local h = { st = f.st, ca = f.ca, ea = f.ea, ch = f.ch or '', rr = f.rr or '', lines = {} }
+  local lines = {}
   for i = 1, tonumber(f.n) do
-    h.lines[i] = { f['s' .. i], f['l' .. i], f['q' .. i] }
+    lines[i] = { f['s' .. i], f['l' .. i], f['q' .. i] }
   end
+  local h = new_header(f.st, tonumber(f.ca), tonumber(f.ea), f.ch or '', lines)
+  set_reason(h, f.rr or '')
   local ttl = tonumber(take())
   write_header(KEYS[k], h, ttl > 0 and ttl or nil)
 end
