@@ -28,8 +28,9 @@ pub struct ReconcilerSettings {
     pub interval: Duration,
     /// Most entries read per batch, over all partitions: split evenly among
     /// the partitions whose streams have entries (at least MIN_PER_PARTITION
-    /// each), so that one hot partition gets the whole batch and memory per
-    /// batch stays bounded however many partitions have a backlog.
+    /// each), so that one hot partition gets the whole batch. Under a
+    /// backlog the budget grows, up to MAX_GROWTH times this (see
+    /// `next_budget`); one partition is never asked for more than this.
     pub batch: usize,
     /// Lag above which a warning is logged.
     pub lag_alert: Duration,
@@ -94,6 +95,8 @@ pub struct Reconciler {
     /// Whether entries read but not acknowledged may exist (at start, and
     /// after a failed batch): then they are read again before new ones.
     pending: bool,
+    /// Entries the next batch may read over all partitions (see `next_budget`).
+    budget: usize,
 }
 
 fn now_ms() -> i64 {
@@ -103,7 +106,8 @@ fn now_ms() -> i64 {
 impl Reconciler {
     /// A reconciler for `engine`'s store writing to `db`.
     pub fn new(engine: Arc<Engine>, db: PgPool, settings: ReconcilerSettings, stats: Arc<ReconcileStats>) -> Self {
-        Self { engine, db, settings, stats, pending: true }
+        let budget = settings.batch;
+        Self { engine, db, settings, stats, pending: true, budget }
     }
 
     /// Creates the consumer group on every partition's stream (and the
@@ -151,7 +155,7 @@ impl Reconciler {
         if active.is_empty() {
             return Ok(Batch::default());
         }
-        let count = per_partition(self.settings.batch, active.len());
+        let count = per_partition(self.budget, active.len(), self.settings.batch);
         let mut conn = self.engine.connection().await?;
         let mut pipe = redis::pipe();
         for p in &active {
@@ -249,6 +253,7 @@ impl Reconciler {
     /// ledger rows were written, and whether more is waiting.
     pub async fn try_execute_task(&mut self) -> anyhow::Result<Round> {
         let batch = self.read_batch().await?;
+        self.budget = next_budget(self.budget, batch.full, self.settings.batch);
         if batch.is_empty() {
             self.stats.lag_ms.store(0, Ordering::Relaxed);
             return Ok(Round::default());
@@ -268,8 +273,10 @@ impl Reconciler {
         }
         .await;
         if result.is_err() {
-            // What was read stays pending and is read again first.
+            // What was read stays pending and is read again first, in
+            // batches of the configured size.
             self.pending = true;
+            self.budget = self.settings.batch;
             self.stats.failures.fetch_add(1, Ordering::Relaxed);
         }
         result
@@ -354,9 +361,27 @@ pub struct Round {
 /// Fewest entries asked of one partition, however many share the batch.
 const MIN_PER_PARTITION: usize = 16;
 
-/// Entries asked of each of `active` partitions out of a batch of `batch`.
-fn per_partition(batch: usize, active: usize) -> usize {
-    (batch / active.max(1)).clamp(MIN_PER_PARTITION.min(batch), batch.max(1))
+/// Most a batch's budget grows to under a backlog, in configured batches.
+const MAX_GROWTH: usize = 8;
+
+/// Entries asked of each of `active` partitions out of a budget of `budget`:
+/// an even share, at least MIN_PER_PARTITION, and at most the configured
+/// `batch` (Redis runs nothing else while it answers one XREADGROUP, so one
+/// hot partition's read stays as short as the configured batch makes it).
+fn per_partition(budget: usize, active: usize, batch: usize) -> usize {
+    (budget / active.max(1)).clamp(MIN_PER_PARTITION.min(batch), batch.max(1))
+}
+
+/// The budget of the next batch after one that came back `full` or not.
+/// Each round costs a fixed amount besides its events: one XLEN, XREADGROUP,
+/// XACK and XTRIM per partition with entries, and a Postgres transaction.
+/// With many partitions active, a budget of one configured batch gives each
+/// only a few entries, and the reconciler fell behind a catalog load (lag
+/// growing to seconds). So while rounds come back full the budget doubles,
+/// up to MAX_GROWTH batches; the first round that is not full (the backlog
+/// is gone) brings it back to one batch.
+fn next_budget(budget: usize, full: bool, batch: usize) -> usize {
+    if full { budget.saturating_mul(2).clamp(batch, batch.saturating_mul(MAX_GROWTH)) } else { batch }
 }
 
 /// How long to wait before the next read, after `round`: none when a
@@ -501,11 +526,33 @@ mod tests {
 
     #[test]
     fn the_batch_is_shared_by_the_partitions_with_entries() {
-        assert_eq!(per_partition(5000, 1), 5000, "one hot partition gets it all");
-        assert_eq!(per_partition(5000, 4), 1250);
-        assert_eq!(per_partition(5000, 256), 19);
-        assert_eq!(per_partition(5000, 1000), 16, "never fewer than 16 each");
-        assert_eq!(per_partition(10, 256), 10, "a batch below the floor: each gets all of it");
-        assert_eq!(per_partition(1, 3), 1);
+        assert_eq!(per_partition(5000, 1, 5000), 5000, "one hot partition gets it all");
+        assert_eq!(per_partition(5000, 4, 5000), 1250);
+        assert_eq!(per_partition(5000, 256, 5000), 19);
+        assert_eq!(per_partition(5000, 1000, 5000), 16, "never fewer than 16 each");
+        assert_eq!(per_partition(10, 256, 10), 10, "a batch below the floor: each gets all of it");
+        assert_eq!(per_partition(1, 3, 1), 1);
+    }
+
+    #[test]
+    fn a_grown_budget_is_shared_but_one_partition_never_gets_more_than_a_batch() {
+        assert_eq!(per_partition(16_000, 1, 2000), 2000, "one stream: one batch, as before");
+        assert_eq!(per_partition(16_000, 256, 2000), 62);
+        assert_eq!(per_partition(16_000, 4, 2000), 2000);
+    }
+
+    #[test]
+    fn the_budget_doubles_while_rounds_are_full_and_falls_back_after_one_that_is_not() {
+        let mut budget = 2000;
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            budget = next_budget(budget, true, 2000);
+            seen.push(budget);
+        }
+        assert_eq!(seen, [4000, 8000, 16_000, 16_000, 16_000], "up to 8 batches");
+        assert_eq!(next_budget(budget, false, 2000), 2000, "backlog gone");
+        assert_eq!(next_budget(2000, false, 2000), 2000);
+        assert_eq!(next_budget(usize::MAX, true, usize::MAX), usize::MAX, "no overflow");
+        assert_eq!(next_budget(1, true, 1), 2);
     }
 }
