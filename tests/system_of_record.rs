@@ -223,6 +223,79 @@ async fn a_hot_partition_gets_the_whole_batch_and_busy_partitions_share_it() {
     assert_eq!(snapshot(&db).await, redis_levels(&app, &all).await, "Postgres caught up exactly");
 }
 
+/// Entries of `batch` per partition.
+fn per_partition(batch: &stockd::reconcile::Batch) -> BTreeMap<u32, usize> {
+    let mut per = BTreeMap::new();
+    for (pos, _) in &batch.events {
+        *per.entry(pos.partition).or_default() += 1;
+    }
+    per
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_backlog_batches_grow_but_one_partition_never_gets_more_than_the_configured_batch() {
+    // Arrange: a reconciler driven by hand with a batch of 40, and a backlog
+    // of 100 events in each of four partitions (one SKU each).
+    let app = TestApp::spawn_with(|c| c.reconciler_enabled = false).await;
+    let db = app.db().await;
+    let mut r = hand_reconciler(&app, &db, 40).await;
+    let keys = app.engine.keys();
+    let mut by_partition: BTreeMap<u32, String> = BTreeMap::new();
+    for i in 0.. {
+        let sku = format!("B{i}");
+        by_partition.entry(keys.partition_of(&sku)).or_insert(sku);
+        if by_partition.len() == 4 {
+            break;
+        }
+    }
+    for sku in by_partition.values() {
+        app.stocked(sku, 1000).await;
+    }
+    drain(&app, &mut r).await;
+    for sku in by_partition.values() {
+        for i in 0..100 {
+            app.reserve(&format!("{sku}-{i}"), &[(sku.as_str(), 1)], 0).await.expect("reserve");
+        }
+    }
+
+    // Act: read, write and acknowledge round by round, as the loop does.
+    let mut rounds = Vec::new();
+    loop {
+        let batch = r.read_batch().await.expect("read");
+        if batch.is_empty() {
+            break;
+        }
+        rounds.push(per_partition(&batch).into_values().collect::<Vec<_>>());
+        r.apply(&batch).await.expect("apply");
+        r.ack(&batch).await.expect("ack");
+    }
+
+    // Assert: 40 over 4 partitions is 10 each, raised to the floor of 16;
+    // full rounds double the budget (80: 20 each, 160: 40 each), and 40,
+    // the configured batch, stays the most one partition gives.
+    assert_eq!(rounds[0], [16; 4], "{rounds:?}");
+    assert_eq!(rounds[1], [20; 4], "{rounds:?}");
+    assert!(rounds[2..].iter().flatten().all(|n| *n <= 40), "{rounds:?}");
+    assert_eq!(rounds[2], [40; 4], "{rounds:?}");
+    assert_eq!(rounds.iter().map(|r| r.iter().sum::<usize>()).sum::<usize>(), 400, "every event once");
+    assert_eq!(
+        snapshot(&db).await,
+        redis_levels(&app, &by_partition.values().map(String::as_str).collect::<Vec<_>>()).await
+    );
+
+    // Assert: once the backlog is gone, a new one starts from one batch again.
+    for sku in by_partition.values() {
+        for i in 100..120 {
+            app.reserve(&format!("{sku}-{i}"), &[(sku.as_str(), 1)], 0).await.expect("reserve");
+        }
+    }
+    let again = r.read_batch().await.expect("read");
+    assert_eq!(per_partition(&again).into_values().collect::<Vec<_>>(), [16; 4]);
+    r.apply(&again).await.expect("apply");
+    r.ack(&again).await.expect("ack");
+    drain(&app, &mut r).await;
+}
+
 /// Releases `order` and waits until its tombstone has lapsed (the id is free).
 async fn release_until_reusable(app: &TestApp, order: &str) {
     let mut r = app.reservations();

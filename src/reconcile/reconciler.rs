@@ -133,7 +133,8 @@ impl Reconciler {
     /// Reads up to one batch per partition: the entries read before but not
     /// acknowledged when some may exist, else new ones. The batch carries the
     /// store generation it was read under; nothing is read while Redis has
-    /// none (it is being rebuilt).
+    /// none (it is being rebuilt). Whether it came back full sets the next
+    /// batch's budget (see `next_budget`).
     pub async fn read_batch(&mut self) -> Result<Batch, EngineError> {
         let Some(generation) = self.engine.generation().await? else { return Ok(Batch::default()) };
         let mut batch = self.read(if self.pending { "0" } else { ">" }).await?;
@@ -142,6 +143,7 @@ impl Reconciler {
             batch = self.read(">").await?;
         }
         batch.generation = generation;
+        self.budget = next_budget(self.budget, batch.full, self.settings.batch);
         Ok(batch)
     }
 
@@ -253,7 +255,6 @@ impl Reconciler {
     /// ledger rows were written, and whether more is waiting.
     pub async fn try_execute_task(&mut self) -> anyhow::Result<Round> {
         let batch = self.read_batch().await?;
-        self.budget = next_budget(self.budget, batch.full, self.settings.batch);
         if batch.is_empty() {
             self.stats.lag_ms.store(0, Ordering::Relaxed);
             return Ok(Round::default());
