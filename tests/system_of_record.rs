@@ -161,15 +161,55 @@ async fn a_batch_replayed_after_a_crash_between_commit_and_acknowledge_inserts_n
     let rows_after_first = count(&db, "SELECT count(*) FROM ledger").await;
     // A new leader reads the unacknowledged entries again and writes them.
     let mut second = hand_reconciler(&app, &db, 1000).await;
-    let rewritten = second.try_execute_task().await.expect("replay");
+    let again = second.read_batch().await.expect("read again");
+    let rewritten = second.apply(&again).await.expect("replay");
+    second.ack(&again).await.expect("ack");
     while second.try_execute_task().await.expect("drain").rows > 0 {}
 
     // Assert
     assert!(applied.ledger_rows > 0);
+    assert!(!applied.replayed, "a first write goes the plain way");
     assert_eq!(rows_after_first, applied.ledger_rows as i64);
-    assert_eq!(rewritten.rows, 0, "the replay inserted nothing");
+    assert_eq!(again.events.len(), batch.events.len(), "the same entries came back");
+    assert!(rewritten.replayed, "the ledger's key refused the plain write");
+    assert_eq!(rewritten.ledger_rows, 0, "the replay inserted nothing");
     assert_eq!(count(&db, "SELECT count(*) FROM ledger").await, rows_after_first, "no row twice");
     assert_eq!(app.stream_backlog().await, 0, "acknowledged and trimmed");
+    assert_eq!(snapshot(&db).await, redis_levels(&app, &["A", "B", "C"]).await);
+    assert_eq!(ledger_replayed(&db).await, snapshot(&db).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_partly_recorded_writes_only_its_new_events() {
+    // Arrange: one batch written and acknowledged, then more reservations
+    // (new orders, and lines of known SKUs), read as a second batch.
+    let app = TestApp::spawn_with(|c| c.reconciler_enabled = false).await;
+    let db = app.db().await;
+    mixed_burst(&app).await;
+    let mut r = hand_reconciler(&app, &db, 1000).await;
+    let recorded = r.read_batch().await.expect("read");
+    r.apply(&recorded).await.expect("apply");
+    r.ack(&recorded).await.expect("ack");
+    let rows_before = count(&db, "SELECT count(*) FROM ledger").await;
+    for i in 0..5 {
+        app.reserve(&format!("late-{i}"), &[("A", 1), ("B", 2)], 0).await.expect("reserve");
+    }
+    let newer = r.read_batch().await.expect("read");
+    assert!(!newer.events.is_empty());
+
+    // Act: both batches in one, as a second writer of the same entries would
+    // send them.
+    let mut events = recorded.events.clone();
+    events.extend(newer.events.iter().cloned());
+    let applied = stockd::reconcile::apply_batch(&db, &events, &newer.generation).await.expect("apply");
+    r.ack(&newer).await.expect("ack");
+
+    // Assert: only the new events went in, each once, with their orders.
+    assert!(applied.replayed);
+    assert_eq!(applied.ledger_rows, newer.events.len() as u64);
+    assert_eq!(count(&db, "SELECT count(*) FROM ledger").await, rows_before + newer.events.len() as i64);
+    assert_eq!(count(&db, "SELECT count(*) FROM reservations WHERE order_id LIKE 'late-%'").await, 5);
+    assert_eq!(count(&db, "SELECT count(*) FROM reservation_lines WHERE order_id LIKE 'late-%'").await, 10);
     assert_eq!(snapshot(&db).await, redis_levels(&app, &["A", "B", "C"]).await);
     assert_eq!(ledger_replayed(&db).await, snapshot(&db).await);
 }

@@ -21,6 +21,9 @@ pub struct Applied {
     /// The batch was read under another store generation (Redis was
     /// rebuilt since): nothing was written.
     pub stale: bool,
+    /// The batch held events already recorded (read again after a crash)
+    /// and was written a second time, skipping those.
+    pub replayed: bool,
 }
 
 /// A stock event with its stream position.
@@ -54,7 +57,39 @@ fn partition(p: &StreamPos) -> i32 {
 /// `generation`, in one transaction. The generation row is taken shared
 /// first: a rebuild holds it exclusively while it reads Postgres, and a batch
 /// from before the rebuild is refused (`stale`).
+///
+/// A batch is written first as if every event were new: plain inserts,
+/// without `ON CONFLICT`'s speculative insertion (in a flash sale, a fifth
+/// less Postgres CPU per event). Events already recorded come back only when
+/// a batch is read again after a crash between commit and acknowledgement;
+/// the ledger's unique key then refuses the batch, and it is written again,
+/// skipping what is recorded (`Applied::replayed`).
 pub async fn apply_batch(db: &PgPool, events: &[(StreamPos, Event)], generation: &str) -> Result<Applied, sqlx::Error> {
+    match write_batch(db, events, generation, Mode::New).await {
+        Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => {
+            tracing::info!("a batch held events already in the ledger; writing it again with conflict checks");
+            let applied = write_batch(db, events, generation, Mode::Replay).await?;
+            Ok(Applied { replayed: true, ..applied })
+        }
+        other => other,
+    }
+}
+
+/// How the ledger rows of a batch go in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Plain inserts: one event already recorded fails the batch.
+    New,
+    /// Only the events not yet recorded are inserted and applied.
+    Replay,
+}
+
+async fn write_batch(
+    db: &PgPool,
+    events: &[(StreamPos, Event)],
+    generation: &str,
+    mode: Mode,
+) -> Result<Applied, sqlx::Error> {
     let mut tx = db.begin().await?;
     let current: Option<String> = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'generation' FOR SHARE")
         .fetch_optional(&mut *tx)
@@ -69,47 +104,57 @@ pub async fn apply_batch(db: &PgPool, events: &[(StreamPos, Event)], generation:
             _ => None,
         })
         .collect();
-    let fresh = insert_ledger(&mut tx, &stock).await?;
+    let fresh = insert_ledger(&mut tx, &stock, mode).await?;
     let levels = upsert_levels(&mut tx, &fresh).await?;
     record_reservations(&mut tx, &fresh).await?;
     record_operations(&mut tx, &fresh).await?;
     apply_other(&mut tx, events).await?;
     tx.commit().await?;
     let expiries = fresh.iter().filter(|(_, e)| e.kind == "expire").count() as u64;
-    Ok(Applied { ledger_rows: fresh.len() as u64, levels, expiries, stale: false })
+    Ok(Applied { ledger_rows: fresh.len() as u64, levels, expiries, stale: false, replayed: false })
 }
 
-/// Inserts ledger rows; returns the events that were new.
-async fn insert_ledger<'a>(tx: &mut PgConnection, stock: &[Located<'a>]) -> Result<Vec<Located<'a>>, sqlx::Error> {
-    let ints = |f: fn(&Located) -> i64| stock.iter().map(f).collect::<Vec<i64>>();
-    // Borrowed: no copy of each event's strings for the binds.
-    let texts = |f: fn(&'a StockEvent) -> Option<&'a str>| stock.iter().map(|(_, e)| f(e)).collect::<Vec<_>>();
-    let inserted: Vec<(i32, i64, i64)> = sqlx::query_as(
-        "INSERT INTO ledger (partition, stream_ms, stream_seq, kind, sku, location_id, on_hand_delta, reserved_delta,
-                             committed_delta, in_transit_delta, order_id, operation_id, reason, occurred_at)
+/// Inserts ledger rows; returns the events that were new (in `Mode::New`
+/// all of them, or the statement fails).
+async fn insert_ledger<'a>(
+    tx: &mut PgConnection,
+    stock: &[Located<'a>],
+    mode: Mode,
+) -> Result<Vec<Located<'a>>, sqlx::Error> {
+    const INSERT: &str = "INSERT INTO ledger (partition, stream_ms, stream_seq, kind, sku, location_id, on_hand_delta,
+                             reserved_delta, committed_delta, in_transit_delta, order_id, operation_id, reason,
+                             occurred_at)
          SELECT p, ms, seq, k, s, l, doh, drs, dcm, dit, o, op, r, to_timestamp(t / 1000.0)
          FROM UNNEST($1::int[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[],
                      $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::text[], $14::bigint[])
-              AS u(p, ms, seq, k, s, l, doh, drs, dcm, dit, o, op, r, t)
-         ON CONFLICT (partition, stream_ms, stream_seq) DO NOTHING
-         RETURNING partition, stream_ms, stream_seq",
-    )
-    .bind(stock.iter().map(|(p, _)| partition(p)).collect::<Vec<i32>>())
-    .bind(ints(|(p, _)| p.ms))
-    .bind(ints(|(p, _)| p.seq))
-    .bind(texts(|e| Some(&e.kind)))
-    .bind(texts(|e| Some(&e.sku)))
-    .bind(texts(|e| Some(&e.location_id)))
-    .bind(ints(|(_, e)| e.deltas[0]))
-    .bind(ints(|(_, e)| e.deltas[1]))
-    .bind(ints(|(_, e)| e.deltas[2]))
-    .bind(ints(|(_, e)| e.deltas[3]))
-    .bind(texts(|e| e.order_id.as_deref()))
-    .bind(texts(|e| e.operation_id.as_deref()))
-    .bind(texts(|e| e.reason.as_deref()))
-    .bind(ints(|(_, e)| e.at_ms))
-    .fetch_all(&mut *tx)
-    .await?;
+              AS u(p, ms, seq, k, s, l, doh, drs, dcm, dit, o, op, r, t)";
+    const SKIPPING_RECORDED: &str = " ON CONFLICT (partition, stream_ms, stream_seq) DO NOTHING
+         RETURNING partition, stream_ms, stream_seq";
+    let ints = |f: fn(&Located) -> i64| stock.iter().map(f).collect::<Vec<i64>>();
+    // Borrowed: no copy of each event's strings for the binds.
+    let texts = |f: fn(&'a StockEvent) -> Option<&'a str>| stock.iter().map(|(_, e)| f(e)).collect::<Vec<_>>();
+    let replay = format!("{INSERT}{SKIPPING_RECORDED}");
+    let sql = if mode == Mode::New { INSERT } else { &replay };
+    let query = sqlx::query_as::<_, (i32, i64, i64)>(sql)
+        .bind(stock.iter().map(|(p, _)| partition(p)).collect::<Vec<i32>>())
+        .bind(ints(|(p, _)| p.ms))
+        .bind(ints(|(p, _)| p.seq))
+        .bind(texts(|e| Some(&e.kind)))
+        .bind(texts(|e| Some(&e.sku)))
+        .bind(texts(|e| Some(&e.location_id)))
+        .bind(ints(|(_, e)| e.deltas[0]))
+        .bind(ints(|(_, e)| e.deltas[1]))
+        .bind(ints(|(_, e)| e.deltas[2]))
+        .bind(ints(|(_, e)| e.deltas[3]))
+        .bind(texts(|e| e.order_id.as_deref()))
+        .bind(texts(|e| e.operation_id.as_deref()))
+        .bind(texts(|e| e.reason.as_deref()))
+        .bind(ints(|(_, e)| e.at_ms));
+    if mode == Mode::New {
+        query.fetch_all(&mut *tx).await?;
+        return Ok(stock.to_vec());
+    }
+    let inserted = query.fetch_all(&mut *tx).await?;
     let new: HashSet<(i32, i64, i64)> = inserted.into_iter().collect();
     Ok(stock.iter().copied().filter(|(p, _)| new.contains(&(partition(p), p.ms, p.seq))).collect())
 }
@@ -176,11 +221,14 @@ async fn record_reservations(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Re
         headers.entry(e.order_id.as_deref().unwrap_or_default()).or_insert(e);
     }
     let hs: Vec<&&StockEvent> = headers.values().collect();
+    // NOT EXISTS rather than ON CONFLICT: the same probe of the key, without
+    // speculative insertion. A header inserted meanwhile by another writer
+    // fails the batch on the key, and the replay writes it again.
     let new: HashSet<String> = sqlx::query_scalar(
         "INSERT INTO reservations (order_id, status, channel, created_at, expires_at, updated_at)
          SELECT o, 'ACTIVE', ch, to_timestamp(t / 1000.0), to_timestamp(e / 1000.0), to_timestamp(t / 1000.0)
          FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u(o, ch, t, e)
-         ON CONFLICT (order_id) DO NOTHING
+         WHERE NOT EXISTS (SELECT 1 FROM reservations r WHERE r.order_id = u.o)
          RETURNING order_id",
     )
     .bind(hs.iter().map(|e| e.order_id.as_deref().unwrap_or_default()).collect::<Vec<_>>())
@@ -226,17 +274,30 @@ async fn record_reservations(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Re
         let k = (e.order_id.as_deref().unwrap_or_default(), e.sku.as_str(), e.location_id.as_str());
         *lines.entry(k).or_default() += e.deltas[1];
     }
-    sqlx::query(
-        "INSERT INTO reservation_lines (order_id, sku, location_id, quantity)
-         SELECT o, s, l, q FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u(o, s, l, q)
-         ON CONFLICT (order_id, sku, location_id) DO UPDATE SET quantity = EXCLUDED.quantity",
-    )
-    .bind(lines.keys().map(|k| k.0).collect::<Vec<_>>())
-    .bind(lines.keys().map(|k| k.1).collect::<Vec<_>>())
-    .bind(lines.keys().map(|k| k.2).collect::<Vec<_>>())
-    .bind(lines.values().copied().collect::<Vec<_>>())
-    .execute(&mut *tx)
-    .await?;
+    // A header inserted just now has no lines yet (lines are only written
+    // with or after their header, and a reset one lost them): plain inserts.
+    // An order whose header was there before (its events straddle batches,
+    // or it was reset) may meet a line already written.
+    let (of_new, of_known): (Vec<_>, Vec<_>) = lines.into_iter().partition(|((o, _, _), _)| new.contains(*o));
+    for (lines, upsert) in [
+        (of_new, ""),
+        (of_known, " ON CONFLICT (order_id, sku, location_id) DO UPDATE SET quantity = EXCLUDED.quantity"),
+    ] {
+        if lines.is_empty() {
+            continue;
+        }
+        let sql = format!(
+            "INSERT INTO reservation_lines (order_id, sku, location_id, quantity)
+             SELECT o, s, l, q FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u(o, s, l, q){upsert}"
+        );
+        sqlx::query(&sql)
+            .bind(lines.iter().map(|(k, _)| k.0).collect::<Vec<_>>())
+            .bind(lines.iter().map(|(k, _)| k.1).collect::<Vec<_>>())
+            .bind(lines.iter().map(|(k, _)| k.2).collect::<Vec<_>>())
+            .bind(lines.iter().map(|(_, q)| *q).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+    }
 
     // Each order's latest status move: by Redis time, and at the same
     // millisecond by lifecycle (events of one order in several partitions
