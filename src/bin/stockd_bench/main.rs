@@ -151,6 +151,14 @@ macro_rules! progress {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Warnings of the libraries underneath (h2, hyper, sqlx) on stderr. A
+    // subscriber also keeps their per-frame trace spans cheap: with none
+    // installed, each one goes through tracing's `log` fallback, which took
+    // about a tenth of this load generator's instructions.
+    stockd::telemetry::init(
+        &std::env::var("STOCKD_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        stockd::config::LogFormat::Text,
+    );
     let (common, result) = match cli.scenario {
         Scenario::FlashSale(a) => (a.common.clone(), flash_sale::run(&a).await),
         Scenario::Catalog(a) => (a.common.clone(), catalog::run(&a).await),
