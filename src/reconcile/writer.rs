@@ -196,8 +196,9 @@ async fn upsert_levels(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Result<u
     .rows_affected())
 }
 
-/// Reservation headers, lines and status moves from reservation events
-/// (their history is the ledger's: see the reservation_history view).
+/// Reservation headers and status moves from reservation events (their
+/// lines and history are the ledger's: see the reservation_lines and
+/// reservation_history views).
 async fn record_reservations(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Result<(), sqlx::Error> {
     // Headers: the first reserve event of each order. A late reserve event
     // from another partition of the same order never resets a status that
@@ -240,63 +241,24 @@ async fn record_reservations(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Re
     .into_iter()
     .collect();
     // The others already had a header. Only an ended one, reused by a later
-    // reservation, is reset; it then starts with no lines. New headers have
-    // none to delete, so the DELETE (a scan of the lines when given many
-    // ids) runs only for the rare reuse.
+    // reservation, is reset. (Lines are not written: reservation_lines is a
+    // view of the reserve events at the header's created_at.)
     let known: Vec<&&StockEvent> =
         hs.iter().copied().filter(|e| !new.contains(e.order_id.as_deref().unwrap_or_default())).collect();
     if !known.is_empty() {
-        let reset: Vec<String> = sqlx::query_scalar(
+        sqlx::query(
             "UPDATE reservations AS r SET status = 'ACTIVE', channel = u.ch, created_at = to_timestamp(u.t / 1000.0),
                  expires_at = to_timestamp(u.e / 1000.0), release_reason = '', updated_at = to_timestamp(u.t / 1000.0)
              FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u(o, ch, t, e)
              WHERE r.order_id = u.o AND r.status IN ('FULFILLED', 'RELEASED', 'EXPIRED')
-                 AND r.created_at < to_timestamp(u.t / 1000.0)
-             RETURNING r.order_id",
+                 AND r.created_at < to_timestamp(u.t / 1000.0)",
         )
         .bind(known.iter().map(|e| e.order_id.as_deref().unwrap_or_default()).collect::<Vec<_>>())
         .bind(known.iter().map(|e| e.channel.as_deref().unwrap_or_default()).collect::<Vec<_>>())
         .bind(known.iter().map(|e| e.at_ms).collect::<Vec<_>>())
         .bind(known.iter().map(|e| e.expires_ms.unwrap_or(e.at_ms)).collect::<Vec<_>>())
-        .fetch_all(&mut *tx)
+        .execute(&mut *tx)
         .await?;
-        if !reset.is_empty() {
-            sqlx::query("DELETE FROM reservation_lines WHERE order_id = ANY($1)")
-                .bind(&reset)
-                .execute(&mut *tx)
-                .await?;
-        }
-    }
-    // One row per line: an upsert that meets the same row twice fails the
-    // statement, and with it every retry of this batch.
-    let mut lines: BTreeMap<(&str, &str, &str), i64> = BTreeMap::new();
-    for e in &reserves {
-        let k = (e.order_id.as_deref().unwrap_or_default(), e.sku.as_str(), e.location_id.as_str());
-        *lines.entry(k).or_default() += e.deltas[1];
-    }
-    // A header inserted just now has no lines yet (lines are only written
-    // with or after their header, and a reset one lost them): plain inserts.
-    // An order whose header was there before (its events straddle batches,
-    // or it was reset) may meet a line already written.
-    let (of_new, of_known): (Vec<_>, Vec<_>) = lines.into_iter().partition(|((o, _, _), _)| new.contains(*o));
-    for (lines, upsert) in [
-        (of_new, ""),
-        (of_known, " ON CONFLICT (order_id, sku, location_id) DO UPDATE SET quantity = EXCLUDED.quantity"),
-    ] {
-        if lines.is_empty() {
-            continue;
-        }
-        let sql = format!(
-            "INSERT INTO reservation_lines (order_id, sku, location_id, quantity)
-             SELECT o, s, l, q FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u(o, s, l, q){upsert}"
-        );
-        sqlx::query(&sql)
-            .bind(lines.iter().map(|(k, _)| k.0).collect::<Vec<_>>())
-            .bind(lines.iter().map(|(k, _)| k.1).collect::<Vec<_>>())
-            .bind(lines.iter().map(|(k, _)| k.2).collect::<Vec<_>>())
-            .bind(lines.iter().map(|(_, q)| *q).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await?;
     }
 
     // Each order's latest status move: by Redis time, and at the same

@@ -75,10 +75,13 @@ pub async fn load_restore_data(
     .fetch_all(&mut *db)
     .await?;
     let lines: Vec<(String, String, String, i64)> = sqlx::query_as(
-        "SELECT l.order_id, l.sku, l.location_id, l.quantity FROM reservation_lines l
-         JOIN reservations r USING (order_id)
+        // The reservation_lines view, for the headers above only (through
+        // ledger_by_order), rather than the whole view and a join after it.
+        "SELECT r.order_id, l.sku, l.location_id, sum(l.reserved_delta)::bigint FROM reservations r
+         JOIN ledger l ON l.order_id = r.order_id AND l.kind = 'reserve' AND l.occurred_at = r.created_at
          WHERE r.status IN ('ACTIVE', 'COMMITTED') OR r.updated_at > now() - make_interval(secs => $1)
-         ORDER BY l.order_id, l.sku, l.location_id",
+         GROUP BY r.order_id, l.sku, l.location_id
+         ORDER BY r.order_id, l.sku, l.location_id",
     )
     .bind(tombstone.as_secs_f64())
     .fetch_all(&mut *db)
