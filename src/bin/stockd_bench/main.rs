@@ -154,9 +154,11 @@ async fn main() -> ExitCode {
     // Warnings of the libraries underneath (h2, hyper, sqlx) on stderr. A
     // subscriber also keeps their per-frame trace spans cheap: with none
     // installed, each one goes through tracing's `log` fallback, which took
-    // about a tenth of this load generator's instructions.
+    // about a tenth of this load generator's instructions. sqlx's "slow
+    // statement" warnings are left out: the baseline's lock waits are what
+    // it measures.
     stockd::telemetry::init(
-        &std::env::var("STOCKD_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        &std::env::var("STOCKD_BENCH_LOG").unwrap_or_else(|_| "warn,sqlx::query=error".into()),
         stockd::config::LogFormat::Text,
     );
     let (common, result) = match cli.scenario {
