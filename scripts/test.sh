@@ -70,5 +70,6 @@ step scripts/readme-smoke.sh
 step scripts/helm-check.sh
 step scripts/bench.sh --smoke
 step scripts/lua-cost.sh --smoke
+step scripts/reconcile-drain.sh --smoke
 
 say "scripts/test.sh: all checks passed (fmt, clippy, tests, README smoke, helm, bench smoke, Lua cost smoke) in $((SECONDS - started)) s"
