@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::Value;
+use redis::aio::ConnectionLike;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -171,18 +172,23 @@ impl Reconciler {
                 .arg(&keys.partition(*p).ev)
                 .arg(from);
         }
-        let replies: Vec<Value> = match pipe.query_async(&mut conn).await {
-            Ok(r) => r,
-            // A pipeline reports the server's error inside its own, so the
-            // code is found in the text.
-            Err(e) if e.to_string().contains("NOGROUP") => {
+        // The replies as they came, rather than through query_async, which
+        // walks every entry of every reply once more looking for an error
+        // value (about 3% of stockd's instructions in a flash sale). Only a
+        // reply as a whole can be an error here.
+        let replies = conn.req_packed_commands(&pipe, 0, active.len()).await?;
+        if let Some(e) = replies.iter().find_map(|r| match r {
+            Value::ServerError(e) => Some(e),
+            _ => None,
+        }) {
+            if e.code() == "NOGROUP" {
                 drop(conn);
                 // A wiped or new Redis: recreate the groups, read next time.
                 self.ensure_groups().await?;
                 return Ok(Batch::default());
             }
-            Err(e) => return Err(e.into()),
-        };
+            return Err(redis::RedisError::from(e.clone()).into());
+        }
         let mut batch = Batch::default();
         for (&p, reply) in active.iter().zip(replies) {
             let mut read = 0;
