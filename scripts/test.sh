@@ -72,4 +72,4 @@ step scripts/bench.sh --smoke
 step scripts/lua-cost.sh --smoke
 step scripts/reconcile-drain.sh --smoke
 
-say "scripts/test.sh: all checks passed (fmt, clippy, tests, README smoke, helm, bench smoke, Lua cost smoke) in $((SECONDS - started)) s"
+say "scripts/test.sh: all checks passed (fmt, clippy, tests, README smoke, helm, bench smoke, Lua cost smoke, drain smoke) in $((SECONDS - started)) s"
