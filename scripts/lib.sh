@@ -514,3 +514,29 @@ ensure_grpcurl() {
   esac
   return 0
 }
+
+# ---------------------------------------------------------------- measuring tools
+
+# For bench.sh and reconcile-drain.sh: a fresh database <name>_<hex> on the
+# server of BENCH_DATABASE_URL (default: TEST_DATABASE_URL's server, else
+# postgres://postgres@127.0.0.1:5432), dropped when the script ends. Sets
+# BENCH_ADMIN_URL and BENCH_DB_URL.
+bench_database() {
+  local db_name
+  ensure_postgres BENCH_ADMIN_URL "$(url_with_db "${BENCH_DATABASE_URL:-${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}}" postgres)"
+  db_name=$1_$(random_hex 4)
+  BENCH_DB_URL=$(url_with_db "$BENCH_ADMIN_URL" "$db_name")
+  stockd_on_exit "psql '$BENCH_ADMIN_URL' -X -q -c 'DROP DATABASE IF EXISTS \"$db_name\" WITH (FORCE)' >/dev/null 2>&1 || true"
+}
+
+# A throw-away redis-server of its own on a free port (so nothing else on a
+# shared Redis skews the figures), keeping nothing on disk, stopped when the
+# script ends. Sets BENCH_REDIS_PORT.
+bench_redis() {
+  local dir
+  BENCH_REDIS_PORT=$(free_port)
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/$1-redis.XXXXXX")
+  redis-server --port "$BENCH_REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
+    --logfile "$dir/redis.log" --daemonize yes
+  stockd_on_exit "redis-cli -p $BENCH_REDIS_PORT shutdown nosave >/dev/null 2>&1 || true; rm -rf '$dir'"
+}

@@ -36,16 +36,10 @@ ensure_packages
 if [ "$profile" = release ]; then cargo build --release --bins --quiet; else cargo build --bins --quiet; fi
 bin=target/$profile
 
-ensure_postgres BENCH_ADMIN_URL "$(url_with_db "${BENCH_DATABASE_URL:-${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}}" postgres)"
-db_name=stockd_drain_$(random_hex 4)
-db_url=$(url_with_db "$BENCH_ADMIN_URL" "$db_name")
-stockd_on_exit "psql '$BENCH_ADMIN_URL' -X -q -c 'DROP DATABASE IF EXISTS \"$db_name\" WITH (FORCE)' >/dev/null 2>&1 || true"
-
-redis_port=$(free_port)
-redis_dir=$(mktemp -d "${TMPDIR:-/tmp}/stockd-drain-redis.XXXXXX")
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$redis_dir" \
-  --logfile "$redis_dir/redis.log" --daemonize yes
-stockd_on_exit "redis-cli -p $redis_port shutdown nosave >/dev/null 2>&1 || true; rm -rf '$redis_dir'"
+bench_database stockd_drain
+db_url=$BENCH_DB_URL
+bench_redis stockd-drain
+redis_port=$BENCH_REDIS_PORT
 
 log=$(mktemp "${TMPDIR:-/tmp}/stockd-drain.XXXXXX.log")
 stockd_on_exit "rm -f '$log'"
