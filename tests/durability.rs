@@ -255,6 +255,11 @@ struct StockdProcess {
 
 impl StockdProcess {
     fn spawn(config: &Config) -> StockdProcess {
+        Self::spawn_logging(config, "warn")
+    }
+
+    /// As `spawn`, logging at `level` (STOCKD_LOG).
+    fn spawn_logging(config: &Config, level: &str) -> StockdProcess {
         let log = std::env::temp_dir().join(format!("stockd-proc-{}.log", uuid::Uuid::new_v4().simple()));
         let stderr = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_stockd"));
@@ -273,7 +278,7 @@ impl StockdProcess {
             .env("STOCKD_GRPC_ADDR", "127.0.0.1:0")
             .env("STOCKD_HTTP_ADDR", "127.0.0.1:0")
             .env("STOCKD_RECONCILE_INTERVAL", "100ms")
-            .env("STOCKD_LOG", "warn")
+            .env("STOCKD_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
@@ -331,6 +336,24 @@ async fn lock_holders(db: &PgPool, prefix: &str) -> Vec<String> {
 
 async fn ledger_orders(db: &PgPool) -> BTreeMap<String, i64> {
     ledger_reserves(db).await.expect("ledger query")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_written_to_a_file_has_no_terminal_colour_codes() {
+    // Arrange: the real binary, its stderr a file (as under Kubernetes).
+    let config = common::test_config();
+    common::migrate(&config).await;
+    let p = StockdProcess::spawn_logging(&config, "info");
+    // Declared after the app, so killed before the app cleans the store up.
+    let _app = TestApp::spawn_on(config.clone()).await;
+    let mut p = p;
+
+    // Act
+    let serving = eventually(Duration::from_secs(20), || async { p.log().contains("serving gRPC") }).await;
+
+    // Assert
+    assert!(serving, "it logged that it serves (exited: {:?}); log:\n{}", p.exited(), p.log());
+    assert!(!p.log().contains('\u{1b}'), "no escape codes in {:?}", p.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
