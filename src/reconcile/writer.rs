@@ -206,20 +206,12 @@ async fn record_reservations(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Re
     // Of an order id reused within one batch, only its latest reservation
     // (every line of one reserve carries the same time) makes the record;
     // the earlier ones are in the ledger.
-    let reserves: Vec<&StockEvent> =
-        fresh.iter().map(|(_, e)| *e).filter(|e| e.kind == "reserve" && e.order_id.is_some()).collect();
-    let mut life: BTreeMap<&str, i64> = BTreeMap::new();
-    for e in &reserves {
-        let t = life.entry(e.order_id.as_deref().unwrap_or_default()).or_insert(e.at_ms);
-        *t = (*t).max(e.at_ms);
-    }
-    let reserves: Vec<&StockEvent> = reserves
-        .into_iter()
-        .filter(|e| life.get(e.order_id.as_deref().unwrap_or_default()) == Some(&e.at_ms))
-        .collect();
     let mut headers: BTreeMap<&str, &StockEvent> = BTreeMap::new();
-    for e in &reserves {
-        headers.entry(e.order_id.as_deref().unwrap_or_default()).or_insert(e);
+    for (_, e) in fresh {
+        let Some(order) = e.order_id.as_deref().filter(|_| e.kind == "reserve") else { continue };
+        if headers.get(order).is_none_or(|h| h.at_ms < e.at_ms) {
+            headers.insert(order, e);
+        }
     }
     let hs: Vec<&&StockEvent> = headers.values().collect();
     // NOT EXISTS rather than ON CONFLICT: the same probe of the key, without
