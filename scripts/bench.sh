@@ -6,6 +6,8 @@
 #   scripts/bench.sh --smoke   debug build, 2 s each, small sizes: proves the
 #                              binary works (scripts/test.sh runs this); asserts
 #                              nothing about speed, only no errors and no oversell
+#   scripts/bench.sh --bin DIR the stockd and stockd-bench in DIR, not built
+#                              here (A/B runs: copy each build's binaries aside)
 #
 # Starts its own redis-server on a free port (so nothing else on a shared Redis
 # skews the figures) and stockd local on a fresh database of the Postgres at
@@ -18,19 +20,27 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$STOCKD_REPO"
 
 smoke=false
-[ "${1:-}" = "--smoke" ] && smoke=true
+bin=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --smoke) smoke=true; shift ;;
+    --bin) bin=${2:?--bin needs a directory}; shift 2 ;;
+    *) die "usage: scripts/bench.sh [--smoke] [--bin DIR]" ;;
+  esac
+done
 
 stockd_trap_cleanup
 ensure_packages
 
-if $smoke; then
-  profile=debug
+if [ -n "$bin" ]; then
+  [ -x "$bin/stockd" ] && [ -x "$bin/stockd-bench" ] || die "$bin has no stockd and stockd-bench"
+elif $smoke; then
   cargo build --bins --quiet
+  bin=target/debug
 else
-  profile=release
   cargo build --release --bins --quiet
+  bin=target/release
 fi
-bin=target/$profile
 
 bench_database stockd_bench
 db_url=$BENCH_DB_URL

@@ -2,7 +2,9 @@
 # How fast the reconciler writes a backlog of events to Postgres (events/s),
 # and what each process spent meanwhile.
 #
-#   scripts/reconcile-drain.sh [--seconds S]
+#   scripts/reconcile-drain.sh [--seconds S] [--bin DIR]
+#                                        DIR: prebuilt stockd and stockd-bench
+#                                        (A/B runs), else a release build
 #   scripts/reconcile-drain.sh --smoke   debug build, 2 s: proves the tool works
 #                                        (scripts/test.sh runs this); asserts only
 #                                        that every event reached the ledger
@@ -22,19 +24,25 @@ cd "$STOCKD_REPO"
 
 seconds=8
 profile=release
+bin=
 while [ $# -gt 0 ]; do
   case $1 in
-    --seconds) seconds=$2; shift 2 ;;
+    --seconds) seconds=${2:-}; shift 2 ;;
     --smoke) seconds=2; profile=debug; shift ;;
-    *) die "usage: scripts/reconcile-drain.sh [--seconds S] | --smoke" ;;
+    --bin) bin=${2:?--bin needs a directory}; shift 2 ;;
+    *) die "usage: scripts/reconcile-drain.sh [--seconds S] [--bin DIR] | --smoke" ;;
   esac
 done
 [[ $seconds =~ ^[1-9][0-9]*$ ]] || die "--seconds must be a positive whole number"
 
 stockd_trap_cleanup
 ensure_packages
-if [ "$profile" = release ]; then cargo build --release --bins --quiet; else cargo build --bins --quiet; fi
-bin=target/$profile
+if [ -n "$bin" ]; then
+  [ -x "$bin/stockd" ] && [ -x "$bin/stockd-bench" ] || die "$bin has no stockd and stockd-bench"
+else
+  if [ "$profile" = release ]; then cargo build --release --bins --quiet; else cargo build --bins --quiet; fi
+  bin=target/$profile
+fi
 
 bench_database stockd_drain
 db_url=$BENCH_DB_URL
@@ -102,4 +110,5 @@ a, b = ticks(sys.argv[4]), ticks(sys.argv[5])
 use = {n: (b[n] - a.get(n, 0)) / took for n in b if n in ('stockd', 'postgres', 'redis-server')}
 print(f"{events} events written in {took:.2f} s: {events / took:,.0f} events/s")
 print("CPU meanwhile (share of one core): " + ", ".join(f"{n} {v:.0f}%" for n, v in sorted(use.items(), key=lambda x: -x[1])))
+print("CPU per event: " + ", ".join(f"{n} {v * took / events * 1e4:.1f} µs" for n, v in sorted(use.items(), key=lambda x: -x[1])))
 EOF

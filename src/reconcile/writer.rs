@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
 use super::event::{Event, StockEvent, StreamPos};
@@ -51,6 +52,15 @@ fn lifecycle_rank(status: &str) -> u8 {
 
 fn partition(p: &StreamPos) -> i32 {
     i32::try_from(p.partition).unwrap_or(i32::MAX)
+}
+
+/// A Redis time in ms as a timestamp, bound in binary: Postgres's
+/// `to_timestamp(ms / 1000.0)` divided in numeric, about 0.2 µs of server
+/// CPU per call and four calls per reserved order.
+fn at(ms: i64) -> DateTime<Utc> {
+    // Out of chrono's range only for times some 262,000 years away, which
+    // Redis's clock does not give.
+    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::UNIX_EPOCH)
 }
 
 /// Applies `events` (in stream order per partition), read under store
@@ -124,9 +134,10 @@ async fn insert_ledger<'a>(
     const INSERT: &str = "INSERT INTO ledger (partition, stream_ms, stream_seq, kind, sku, location_id, on_hand_delta,
                              reserved_delta, committed_delta, in_transit_delta, order_id, operation_id, reason,
                              occurred_at)
-         SELECT p, ms, seq, k, s, l, doh, drs, dcm, dit, o, op, r, to_timestamp(t / 1000.0)
+         SELECT p, ms, seq, k, s, l, doh, drs, dcm, dit, o, op, r, t
          FROM UNNEST($1::int[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[],
-                     $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::text[], $14::bigint[])
+                     $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::text[],
+                     $14::timestamptz[])
               AS u(p, ms, seq, k, s, l, doh, drs, dcm, dit, o, op, r, t)";
     const SKIPPING_RECORDED: &str = " ON CONFLICT (partition, stream_ms, stream_seq) DO NOTHING
          RETURNING partition, stream_ms, stream_seq";
@@ -149,7 +160,7 @@ async fn insert_ledger<'a>(
         .bind(texts(|e| e.order_id.as_deref()))
         .bind(texts(|e| e.operation_id.as_deref()))
         .bind(texts(|e| e.reason.as_deref()))
-        .bind(ints(|(_, e)| e.at_ms));
+        .bind(stock.iter().map(|(_, e)| at(e.at_ms)).collect::<Vec<_>>());
     if mode == Mode::New {
         query.fetch_all(&mut *tx).await?;
         return Ok(stock.to_vec());
@@ -219,15 +230,15 @@ async fn record_reservations(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Re
     // fails the batch on the key, and the replay writes it again.
     let new: HashSet<String> = sqlx::query_scalar(
         "INSERT INTO reservations (order_id, status, channel, created_at, expires_at, updated_at)
-         SELECT o, 'ACTIVE', ch, to_timestamp(t / 1000.0), to_timestamp(e / 1000.0), to_timestamp(t / 1000.0)
-         FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u(o, ch, t, e)
+         SELECT o, 'ACTIVE', ch, t, e, t
+         FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) AS u(o, ch, t, e)
          WHERE NOT EXISTS (SELECT 1 FROM reservations r WHERE r.order_id = u.o)
          RETURNING order_id",
     )
     .bind(hs.iter().map(|e| e.order_id.as_deref().unwrap_or_default()).collect::<Vec<_>>())
     .bind(hs.iter().map(|e| e.channel.as_deref().unwrap_or_default()).collect::<Vec<_>>())
-    .bind(hs.iter().map(|e| e.at_ms).collect::<Vec<_>>())
-    .bind(hs.iter().map(|e| e.expires_ms.unwrap_or(e.at_ms)).collect::<Vec<_>>())
+    .bind(hs.iter().map(|e| at(e.at_ms)).collect::<Vec<_>>())
+    .bind(hs.iter().map(|e| at(e.expires_ms.unwrap_or(e.at_ms))).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?
     .into_iter()
@@ -239,16 +250,15 @@ async fn record_reservations(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Re
         hs.iter().copied().filter(|e| !new.contains(e.order_id.as_deref().unwrap_or_default())).collect();
     if !known.is_empty() {
         sqlx::query(
-            "UPDATE reservations AS r SET status = 'ACTIVE', channel = u.ch, created_at = to_timestamp(u.t / 1000.0),
-                 expires_at = to_timestamp(u.e / 1000.0), release_reason = '', updated_at = to_timestamp(u.t / 1000.0)
-             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u(o, ch, t, e)
-             WHERE r.order_id = u.o AND r.status IN ('FULFILLED', 'RELEASED', 'EXPIRED')
-                 AND r.created_at < to_timestamp(u.t / 1000.0)",
+            "UPDATE reservations AS r SET status = 'ACTIVE', channel = u.ch, created_at = u.t, expires_at = u.e,
+                 release_reason = '', updated_at = u.t
+             FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[]) AS u(o, ch, t, e)
+             WHERE r.order_id = u.o AND r.status IN ('FULFILLED', 'RELEASED', 'EXPIRED') AND r.created_at < u.t",
         )
         .bind(known.iter().map(|e| e.order_id.as_deref().unwrap_or_default()).collect::<Vec<_>>())
         .bind(known.iter().map(|e| e.channel.as_deref().unwrap_or_default()).collect::<Vec<_>>())
-        .bind(known.iter().map(|e| e.at_ms).collect::<Vec<_>>())
-        .bind(known.iter().map(|e| e.expires_ms.unwrap_or(e.at_ms)).collect::<Vec<_>>())
+        .bind(known.iter().map(|e| at(e.at_ms)).collect::<Vec<_>>())
+        .bind(known.iter().map(|e| at(e.expires_ms.unwrap_or(e.at_ms))).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
     }
@@ -270,14 +280,14 @@ async fn record_reservations(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Re
     latest.retain(|_, m| m.2 != "ACTIVE");
     if !latest.is_empty() {
         sqlx::query(
-            "UPDATE reservations AS r SET status = u.s, updated_at = to_timestamp(u.t / 1000.0),
+            "UPDATE reservations AS r SET status = u.s, updated_at = u.t,
                  release_reason = CASE WHEN u.s = 'RELEASED' THEN u.rr ELSE r.release_reason END
-             FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[]) AS u(o, s, t, rr)
-             WHERE r.order_id = u.o AND r.status <> u.s AND r.updated_at <= to_timestamp(u.t / 1000.0)",
+             FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[]) AS u(o, s, t, rr)
+             WHERE r.order_id = u.o AND r.status <> u.s AND r.updated_at <= u.t",
         )
         .bind(latest.keys().copied().collect::<Vec<_>>())
         .bind(latest.values().map(|m| m.2).collect::<Vec<_>>())
-        .bind(latest.values().map(|m| m.0).collect::<Vec<_>>())
+        .bind(latest.values().map(|m| at(m.0)).collect::<Vec<_>>())
         .bind(latest.values().map(|m| m.3.clone()).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
@@ -290,12 +300,12 @@ async fn record_operations(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Resu
     let ops: Vec<&Located> = fresh.iter().filter(|(_, e)| e.operation_id.is_some()).collect();
     sqlx::query(
         "INSERT INTO applied_operations (operation_id, sku, applied_at)
-         SELECT op, s, to_timestamp(t / 1000.0) FROM UNNEST($1::text[], $2::text[], $3::bigint[]) AS u(op, s, t)
+         SELECT op, s, t FROM UNNEST($1::text[], $2::text[], $3::timestamptz[]) AS u(op, s, t)
          ON CONFLICT DO NOTHING",
     )
     .bind(ops.iter().map(|(_, e)| e.operation_id.as_deref().unwrap_or_default()).collect::<Vec<_>>())
     .bind(ops.iter().map(|(_, e)| e.sku.as_str()).collect::<Vec<_>>())
-    .bind(ops.iter().map(|(_, e)| e.at_ms).collect::<Vec<_>>())
+    .bind(ops.iter().map(|(_, e)| at(e.at_ms)).collect::<Vec<_>>())
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -307,23 +317,22 @@ async fn apply_other(tx: &mut PgConnection, events: &[(StreamPos, Event)]) -> Re
         match e {
             Event::Extend { order_id, expires_ms, .. } => {
                 sqlx::query(
-                    "UPDATE reservations SET expires_at = to_timestamp($2 / 1000.0)
-                     WHERE order_id = $1 AND status = 'ACTIVE'",
+                    "UPDATE reservations SET expires_at = $2 WHERE order_id = $1 AND status = 'ACTIVE'",
                 )
                 .bind(order_id)
-                .bind(*expires_ms)
+                .bind(at(*expires_ms))
                 .execute(&mut *tx)
                 .await?;
             }
             Event::StopSell { sku, stop, at_ms } => {
                 sqlx::query(
-                    "INSERT INTO sku_flags (sku, stop_sell, updated_at) VALUES ($1, $2, to_timestamp($3 / 1000.0))
+                    "INSERT INTO sku_flags (sku, stop_sell, updated_at) VALUES ($1, $2, $3)
                      ON CONFLICT (sku) DO UPDATE SET stop_sell = EXCLUDED.stop_sell, updated_at = EXCLUDED.updated_at
                      WHERE sku_flags.updated_at <= EXCLUDED.updated_at",
                 )
                 .bind(sku)
                 .bind(*stop)
-                .bind(*at_ms)
+                .bind(at(*at_ms))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -331,4 +340,17 @@ async fn apply_other(tx: &mut PgConnection, events: &[(StreamPos, Event)]) -> Re
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redis_time_keeps_its_milliseconds_as_a_timestamp() {
+        for ms in [0, 1, 999, 1_764_495_000_123, 4_102_444_800_999] {
+            assert_eq!(at(ms).timestamp_millis(), ms);
+        }
+        assert_eq!(at(1_764_495_000_123).timestamp_subsec_micros(), 123_000, "no rounding below the ms");
+    }
 }
