@@ -316,13 +316,11 @@ async fn apply_other(tx: &mut PgConnection, events: &[(StreamPos, Event)]) -> Re
     for (_, e) in events {
         match e {
             Event::Extend { order_id, expires_ms, .. } => {
-                sqlx::query(
-                    "UPDATE reservations SET expires_at = $2 WHERE order_id = $1 AND status = 'ACTIVE'",
-                )
-                .bind(order_id)
-                .bind(at(*expires_ms))
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query("UPDATE reservations SET expires_at = $2 WHERE order_id = $1 AND status = 'ACTIVE'")
+                    .bind(order_id)
+                    .bind(at(*expires_ms))
+                    .execute(&mut *tx)
+                    .await?;
             }
             Event::StopSell { sku, stop, at_ms } => {
                 sqlx::query(
