@@ -8,6 +8,7 @@
 #                              nothing about speed, only no errors and no oversell
 #   scripts/bench.sh --bin DIR the stockd and stockd-bench in DIR, not built
 #                              here (A/B runs: copy each build's binaries aside)
+#   scripts/bench.sh --scenario flash-sale|catalog   that scenario only
 #
 # Starts its own redis-server on a free port (so nothing else on a shared Redis
 # skews the figures) and stockd local on a fresh database of the Postgres at
@@ -21,11 +22,15 @@ cd "$STOCKD_REPO"
 
 smoke=false
 bin=
+scenarios="flash-sale catalog"
 while [ $# -gt 0 ]; do
   case $1 in
     --smoke) smoke=true; shift ;;
     --bin) bin=${2:?--bin needs a directory}; shift 2 ;;
-    *) die "usage: scripts/bench.sh [--smoke] [--bin DIR]" ;;
+    --scenario)
+      case ${2:-} in flash-sale | catalog) scenarios=$2 ;; *) die "--scenario: flash-sale or catalog" ;; esac
+      shift 2 ;;
+    *) die "usage: scripts/bench.sh [--smoke] [--bin DIR] [--scenario flash-sale|catalog]" ;;
   esac
 done
 
@@ -62,12 +67,16 @@ done
 port_in_use "$grpc_port" || { cat "$log" >&2; die "stockd did not start"; }
 
 common=(--grpc "127.0.0.1:$grpc_port" --database-url "$db_url")
-if $smoke; then
-  "$bin/stockd-bench" flash-sale "${common[@]}" --smoke --strict
-  "$bin/stockd-bench" catalog "${common[@]}" --smoke --strict --redis-url "$redis_url" --redis-prefix stockd
-  echo "bench smoke: 2 passed, 0 failed"
-else
-  "$bin/stockd-bench" flash-sale "${common[@]}" --concurrency 64 --duration 10s
-  "$bin/stockd-bench" catalog "${common[@]}" --concurrency 64 --duration 10s --skus 100000 --locations 3 \
-    --redis-url "$redis_url" --redis-prefix stockd
-fi
+passed=0
+for scenario in $scenarios; do
+  if $smoke; then
+    args=(--smoke --strict)
+  else
+    args=(--concurrency 64 --duration 10s)
+    [ "$scenario" = catalog ] && args+=(--skus 100000 --locations 3)
+  fi
+  [ "$scenario" = catalog ] && args+=(--redis-url "$redis_url" --redis-prefix stockd)
+  "$bin/stockd-bench" "$scenario" "${common[@]}" "${args[@]}"
+  passed=$((passed + 1))
+done
+if $smoke; then echo "bench smoke: $passed passed, 0 failed"; fi

@@ -568,3 +568,78 @@ async fn a_hundred_thousand_row_import_completes_once_and_export_round_trips_exa
     assert_eq!(String::from_utf8(again.stdout).expect("utf-8"), exported, "round trip is exact");
     let _ = (std::fs::remove_file(file), std::fs::remove_file(copy));
 }
+
+/// A database migrated and filled before the identifier-collation migration
+/// (…0008) keeps its rows and views after it, and its identifiers sort and
+/// compare byte by byte whatever the database's locale.
+#[tokio::test]
+async fn a_store_filled_before_the_collation_migration_reads_the_same_after_it() {
+    const COLLATION: i64 = 20261130000008;
+    let config = common::test_config();
+    let pool = stockd::db::connect(&config).await.expect("postgres");
+    let schema = config.database_schema.clone().expect("a test schema");
+    sqlx::query(&format!("CREATE SCHEMA \"{schema}\"")).execute(&pool).await.expect("schema");
+    // The migrations before it, as a database deployed then would have them.
+    // (Migrator's fields are public for sqlx's macro; this is how to run a prefix.)
+    let before = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(
+            stockd::db::MIGRATOR.iter().filter(|m| m.version < COLLATION).cloned().collect(),
+        ),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    assert!(before.iter().count() >= 7, "the earlier migrations");
+    before.run(&pool).await.expect("earlier migrations");
+    sqlx::raw_sql(
+        "INSERT INTO skus (sku, name) VALUES ('a-1', 'small a'), ('B-2', 'capital B'), ('é-3', 'e acute');
+         INSERT INTO locations (location_id, name, priority) VALUES ('WH1', 'one', 1), ('wh2', 'two', 2);
+         INSERT INTO reservations (order_id, status, channel, created_at, expires_at, updated_at)
+             VALUES ('o-1', 'COMMITTED', 'web', '2026-11-30 10:00:00+00', '2026-11-30 10:30:00+00',
+                     '2026-11-30 10:01:00+00');
+         INSERT INTO ledger (partition, stream_ms, stream_seq, kind, sku, location_id, on_hand_delta,
+                             reserved_delta, committed_delta, in_transit_delta, order_id, occurred_at)
+             VALUES (1, 1, 0, 'reserve', 'a-1', 'WH1', 0, 2, 0, 0, 'o-1', '2026-11-30 10:00:00+00'),
+                    (1, 1, 1, 'reserve', 'B-2', 'wh2', 0, 1, 0, 0, 'o-1', '2026-11-30 10:00:00+00'),
+                    (1, 2, 0, 'commit', 'a-1', 'WH1', 0, -2, 2, 0, 'o-1', '2026-11-30 10:01:00+00'),
+                    (1, 2, 1, 'commit', 'B-2', 'wh2', 0, -1, 1, 0, 'o-1', '2026-11-30 10:01:00+00');
+         INSERT INTO stock_levels (sku, location_id, on_hand, reserved, committed, in_transit, partition,
+                                   stream_ms, stream_seq)
+             VALUES ('a-1', 'WH1', 10, 0, 2, 0, 1, 2, 0), ('B-2', 'wh2', 5, 0, 1, 0, 1, 2, 1);",
+    )
+    .execute(&pool)
+    .await
+    .expect("rows as the earlier schema holds them");
+
+    stockd::db::migrate(&pool, &config).await.expect("the latest migrations over a filled database");
+
+    let lines: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT sku, location_id, quantity FROM reservation_lines WHERE order_id = 'o-1' ORDER BY sku")
+            .fetch_all(&pool)
+            .await
+            .expect("lines view");
+    assert_eq!(lines, [("B-2".into(), "wh2".into(), 1), ("a-1".into(), "WH1".into(), 2)], "byte order: B before a");
+    let history: Vec<String> =
+        sqlx::query_scalar("SELECT status FROM reservation_history WHERE order_id = 'o-1' ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .expect("history view");
+    assert_eq!(history, ["ACTIVE", "COMMITTED"]);
+    let skus: Vec<String> =
+        sqlx::query_scalar("SELECT sku FROM skus ORDER BY sku").fetch_all(&pool).await.expect("skus");
+    assert_eq!(skus, ["B-2", "a-1", "é-3"], "as Rust orders strings, under any database locale");
+    assert_eq!(count(&pool, "SELECT count(*) FROM stock_levels WHERE sku = 'a-1' AND committed = 2").await, 1);
+    let not_bytewise: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name || '.' || column_name FROM information_schema.columns
+         WHERE table_schema = current_schema() AND data_type = 'text'
+           AND column_name IN ('sku', 'location_id', 'order_id', 'operation_id')
+           AND table_name IN (SELECT table_name FROM information_schema.tables
+                              WHERE table_schema = current_schema() AND table_type = 'BASE TABLE')
+           AND collation_name IS DISTINCT FROM 'C'
+         ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("collations");
+    assert!(not_bytewise.is_empty(), "identifier columns under the database locale: {not_bytewise:?}");
+    pool.close().await;
+    common::cleanup(config);
+}
