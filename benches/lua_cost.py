@@ -53,6 +53,12 @@ class Resp:
         raise RuntimeError(f'unexpected reply {line!r}')
 
 
+def order_reply(rep):
+    """An order reply as [tag, status, header]: one tab-joined string, or the
+    array scripts before that answered (so an older --base still runs)."""
+    return rep.split('\t', 2) if isinstance(rep, str) else rep
+
+
 def part_keys(p):
     return [f's:{{{p}}}:{k}' for k in ('lvl', 'holds', 'exp', 'ev', 'ops')]
 
@@ -86,6 +92,7 @@ def main():
             for p, sku in lines:
                 args += [groups.index(p) + 1, sku, '', 1]
         replies = r.call('EVALSHA', sha['reserve'], len(keys), *keys, *args)
+        replies = [order_reply(rep) for rep in replies]
         for rep in replies:
             if rep[0] != 'RESERVED':
                 raise RuntimeError(f'reserve: {rep}')
@@ -93,7 +100,8 @@ def main():
 
     def move(script, order, created, groups, extra):
         keys = [header_key(order)] + [k for p in groups for k in part_keys(p)]
-        rep = r.call('EVALSHA', sha[script], len(keys), *keys, '0', '100', len(groups), order, created, *extra)
+        rep = order_reply(r.call('EVALSHA', sha[script], len(keys), *keys, '0', '100', len(groups), order, created,
+                                 *extra))
         if rep[0] != 'OK':
             raise RuntimeError(f'{script}: {rep}')
 

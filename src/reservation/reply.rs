@@ -14,10 +14,22 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// Wraps a reply, which must be an array.
+    /// Wraps a reply: an array, or an order reply as one string (tag, status
+    /// and the stored header, tab-separated: see `header_reply` in
+    /// common.lua), read as the three values it joins.
     pub fn new(script: &'static str, v: Value) -> Result<Self, EngineError> {
         match v {
             Value::Array(items) => Ok(Self { script, items: items.into_iter() }),
+            Value::BulkString(joined) => {
+                let text = String::from_utf8(joined)
+                    .map_err(|_| EngineError::Protocol { script, detail: "non-UTF-8 order reply".into() })?;
+                let mut parts = text.splitn(3, '\t');
+                let (Some(tag), Some(status), Some(header)) = (parts.next(), parts.next(), parts.next()) else {
+                    return Err(EngineError::Protocol { script, detail: format!("order reply {text:?}") });
+                };
+                let items = [tag, status, header].map(|s| Value::BulkString(s.as_bytes().to_vec()));
+                Ok(Self { script, items: Vec::from(items).into_iter() })
+            }
             other => Err(EngineError::Protocol { script, detail: format!("expected an array, got {other:?}") }),
         }
     }
@@ -152,6 +164,23 @@ mod tests {
     fn a_malformed_header_is_refused() {
         for raw in ["", "A", "A\tx\t10\t\t0", "A\t5\t10\t\t2\tS\tL\t1", "A\t5\t10\t\t1\tS\tL\tq", "A\t5\t10\t\tn"] {
             assert_eq!(StoredHeader::parse(raw), None, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn an_order_reply_joined_in_one_string_reads_as_tag_status_and_header() {
+        let v = Value::BulkString(b"RESERVED\tACTIVE\tA\t1000\t500\tweb\t1\tSKU-1\tWH\t2".to_vec());
+        let mut r = Reply::new("test", v).expect("parses");
+        assert_eq!(r.string().expect("tag"), "RESERVED");
+        let res = r.reservation("o-2").expect("reservation");
+        assert_eq!((res.status, res.lines), (ReservationStatus::Active, vec![line("SKU-1", "WH", 2)]));
+        assert!(r.is_empty());
+        let reason = Value::BulkString(b"OK\tRELEASED\tR\t5\t10\t\t1\tS\tL\t2\tout of\tstock".to_vec());
+        let mut r = Reply::new("test", reason).expect("parses");
+        r.string().expect("tag");
+        assert_eq!(r.reservation("o-3").expect("reservation").release_reason, "out of\tstock");
+        for bad in [&b"RESERVED"[..], b"RESERVED\tACTIVE", b"\xff\tA\tB"] {
+            assert!(Reply::new("test", Value::BulkString(bad.to_vec())).is_err(), "{bad:?}");
         }
     }
 

@@ -7,7 +7,7 @@
 -- ARGV[5]      the header's created-at as the caller read it (guards against a
 --              header replaced between that read and this call)
 --
--- Returns {'OK'|'NOOP'|'STATE', <order reply>}, {'NOTFOUND'}, {'STALE'} or {'NOGEN'}.
+-- Returns 'OK|NOOP|STATE\t<order reply>', {'NOTFOUND'}, {'STALE'} or {'NOGEN'}.
 -- NOOP: already committed. STATE: the status forbids it (nothing changed).
 
 local now = now_ms()

@@ -8,7 +8,7 @@
 -- ARGV[6]      how long the header outlives the hold, in ms (tombstone)
 -- ARGV[7]      ttl in ms
 --
--- Returns {'OK'|'STATE', <order reply>}, {'NOTFOUND'}, {'STALE'} or {'NOGEN'}.
+-- Returns 'OK|STATE\t<order reply>', {'NOTFOUND'}, {'STALE'} or {'NOGEN'}.
 -- STATE: not active (committed ones no longer expire; ended ones cannot).
 
 local now = now_ms()

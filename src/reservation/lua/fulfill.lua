@@ -8,7 +8,7 @@
 -- ARGV[5]      the header's created-at as the caller read it
 -- ARGV[6]      how long the header is kept as a tombstone, in ms
 --
--- Returns {'OK'|'NOOP'|'STATE', <order reply>}, {'NOTFOUND'}, {'STALE'} or {'NOGEN'}.
+-- Returns 'OK|NOOP|STATE\t<order reply>', {'NOTFOUND'}, {'STALE'} or {'NOGEN'}.
 -- NOOP: already fulfilled. STATE: released or expired (nothing changed).
 
 local now = now_ms()

@@ -5,7 +5,7 @@
 -- KEYS[2..6]   the keys of the header's partition (only its marker is read)
 -- ARGV[1..3]   common (clock offset, expiry batch, partition count = 1)
 --
--- Returns {'OK', <order reply>}, {'NOTFOUND'} or {'NOGEN'}.
+-- Returns 'OK\t<order reply>', {'NOTFOUND'} or {'NOGEN'}.
 
 local now = now_ms()
 if not gen_ok(2) then return { 'NOGEN' } end

@@ -8,7 +8,7 @@
 -- ARGV[6]      how long the header is kept as a tombstone, in ms
 -- ARGV[7]      reason (free text)
 --
--- Returns {'OK'|'NOOP'|'STATE', <order reply>}, {'NOTFOUND'}, {'STALE'} or {'NOGEN'}.
+-- Returns 'OK|NOOP|STATE\t<order reply>', {'NOTFOUND'}, {'STALE'} or {'NOGEN'}.
 -- NOOP: already released or expired (its stock is already back).
 -- STATE: fulfilled, the goods are gone (nothing changed).
 

@@ -20,12 +20,12 @@
 --
 -- Returns {'NOGEN'} when a partition lacks its generation marker (nothing
 -- changed), else an array of K replies, one per order, each one of
---   {'RESERVED', <order reply>}        held now
---   {'EXISTS', <order reply>}          the order already had a reservation; nothing changed
+--   'RESERVED\t<order reply>'          held now (one string)
+--   'EXISTS\t<order reply>'            the order already had a reservation; nothing changed
 --   {'UNKNOWN', sku, ...}              SKUs not registered; nothing changed
 --   {'STOP', sku, ...}                 SKUs stopped; nothing changed
 --   {'SHORT', sku, location, requested, available, ...}   nothing changed
--- (<order reply>: see header_reply in common.lua.)
+-- (<order reply>: status, tab, header as stored; see header_reply in common.lua.)
 
 local now = now_ms()
 if not gen_ok(1) then return { 'NOGEN' } end
