@@ -29,11 +29,11 @@ enum Command {
     /// demo data, print grpcurl examples, and serve on 127.0.0.1:50051.
     Local,
     /// Compare Redis levels with the Postgres snapshot, and the snapshot with
-    /// the ledger replayed from zero; print every difference. Exits 1 when
-    /// any remain.
+    /// the ledger replayed from zero (and with the ledger's sums the
+    /// reconciler keeps); print every difference. Exits 1 when any remain.
     Check {
-        /// Fix the snapshot from the ledger where the ledger agrees with Redis
-        /// (refuses where it does not).
+        /// Fix the snapshot and the kept sums from the ledger where the ledger
+        /// agrees with Redis (refuses where it does not).
         #[arg(long)]
         repair: bool,
     },
@@ -114,7 +114,9 @@ async fn backends(config: &Config) -> anyhow::Result<(sqlx::PgPool, std::sync::A
 
 async fn check(config: Config, repair: bool) -> anyhow::Result<()> {
     let (db, engine) = backends(&config).await?;
-    let report = crate::ledger::check_drift(&engine, &db).await?;
+    // The whole ledger replayed, and the sums the reconciler keeps checked
+    // against it (the periodic check compares with those sums only).
+    let report = crate::ledger::check_drift(&engine, &db, crate::ledger::LedgerSide::Replayed).await?;
     println!("checked {} SKU-locations: {} differ", report.checked, report.mismatches.len());
     if !report.in_flight_partitions.is_empty() {
         println!(
@@ -124,12 +126,13 @@ async fn check(config: Config, repair: bool) -> anyhow::Result<()> {
     }
     for m in &report.mismatches {
         println!(
-            "{} @ {}: redis {} snapshot {} ledger {}",
+            "{} @ {}: redis {} snapshot {} ledger {} kept sums {}",
             m.sku,
             m.location_id,
             m.redis.map_or("(in flight)".to_owned(), show),
             show(m.snapshot),
-            show(m.ledger)
+            show(m.ledger),
+            show(m.totals)
         );
     }
     if report.mismatches.is_empty() {
@@ -137,7 +140,7 @@ async fn check(config: Config, repair: bool) -> anyhow::Result<()> {
     }
     if !repair {
         anyhow::bail!(
-            "{} differences (run with --repair to fix the snapshot from the ledger)",
+            "{} differences (run with --repair to fix the snapshot and sums from the ledger)",
             report.mismatches.len()
         );
     }

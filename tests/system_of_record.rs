@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use common::{TestApp, stockd_command};
 use stockd::grpc::proto::{self, MovementKind};
+use stockd::ledger::LedgerSide;
 use stockd::reconcile::{Reconciler, ReconcilerSettings};
 
 type Levels = BTreeMap<(String, String), (i64, i64, i64, i64)>;
@@ -141,9 +142,65 @@ async fn after_a_burst_of_mixed_operations_ledger_snapshot_and_redis_agree() {
         3,
         "ACTIVE, COMMITTED, FULFILLED"
     );
-    let drift = stockd::ledger::check_drift(&app.engine, &db).await.expect("check");
-    assert!(drift.mismatches.is_empty(), "{:?}", drift.mismatches);
-    assert_eq!(drift.checked, 6);
+    assert_eq!(kept_sums(&db).await, ledger, "the sums the reconciler keeps equal the ledger replayed");
+    for side in [LedgerSide::Totals, LedgerSide::Replayed] {
+        let drift = stockd::ledger::check_drift(&app.engine, &db, side).await.expect("check");
+        assert!(drift.mismatches.is_empty(), "{side:?}: {:?}", drift.mismatches);
+        assert_eq!(drift.checked, 6);
+    }
+}
+
+async fn kept_sums(db: &sqlx::PgPool) -> Levels {
+    let rows: Vec<(String, String, i64, i64, i64, i64)> =
+        sqlx::query_as("SELECT sku, location_id, on_hand, reserved, committed, in_transit FROM ledger_totals")
+            .fetch_all(db)
+            .await
+            .expect("ledger_totals");
+    rows.into_iter().map(|(s, l, a, b, c, d)| ((s, l), (a, b, c, d))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_periodic_check_reads_the_kept_sums_and_stockd_check_repairs_them_from_the_ledger() {
+    // Arrange: kept sums that went wrong for one SKU-location.
+    let app = TestApp::spawn().await;
+    let db = app.db().await;
+    mixed_burst(&app).await;
+    app.wait_reconciled().await;
+    let before = snapshot(&db).await;
+    sqlx::query("UPDATE ledger_totals SET reserved = reserved + 3 WHERE sku = 'A' AND location_id = 'WH1'")
+        .execute(&db)
+        .await
+        .expect("damage");
+    let at =
+        |ms: &[stockd::ledger::Mismatch]| ms.iter().map(|m| format!("{}@{}", m.sku, m.location_id)).collect::<Vec<_>>();
+
+    // Act + Assert: the periodic check sees the snapshot disagree with the
+    // sums, and will not repair (Redis agrees with the snapshot, not them).
+    let periodic = stockd::ledger::check_drift(&app.engine, &db, LedgerSide::Totals).await.expect("check");
+    assert_eq!(at(&periodic.mismatches), ["A@WH1"]);
+    let (repaired, refused) = stockd::ledger::repair_snapshot(&db, &periodic).await.expect("repair");
+    assert_eq!((repaired.len(), at(&refused)), (0, vec!["A@WH1".to_owned()]));
+    assert_eq!(snapshot(&db).await, before, "nothing moved");
+
+    // The full check replays the ledger: it agrees with the snapshot and
+    // Redis, so the sums are rebuilt from it.
+    let full = stockd::ledger::check_drift(&app.engine, &db, LedgerSide::Replayed).await.expect("check");
+    assert_eq!(at(&full.mismatches), ["A@WH1"]);
+    assert_eq!(full.mismatches[0].ledger, full.mismatches[0].snapshot);
+    assert_eq!(full.mismatches[0].totals.reserved, full.mismatches[0].ledger.reserved + 3);
+    let (repaired, refused) = stockd::ledger::repair_snapshot(&db, &full).await.expect("repair");
+    assert_eq!((at(&repaired), refused.len()), (vec!["A@WH1".to_owned()], 0));
+    assert_eq!(kept_sums(&db).await, ledger_replayed(&db).await);
+    assert_eq!(snapshot(&db).await, before);
+
+    // The reconciler adds to the repaired sums as before.
+    app.reserve("after-repair", &[("A", 2)], 0).await.expect("reserve");
+    app.wait_reconciled().await;
+    assert_eq!(kept_sums(&db).await, ledger_replayed(&db).await);
+    for side in [LedgerSide::Totals, LedgerSide::Replayed] {
+        let again = stockd::ledger::check_drift(&app.engine, &db, side).await.expect("check");
+        assert!(again.mismatches.is_empty(), "{side:?}: {:?}", again.mismatches);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -482,7 +539,7 @@ async fn the_drift_check_repairs_a_damaged_snapshot_from_the_ledger_and_refuses_
     sqlx::query("UPDATE ledger SET on_hand_delta = 5 WHERE sku = 'B'").execute(&db).await.expect("damage");
 
     // Act
-    let report = stockd::ledger::check_drift(&app.engine, &db).await.expect("check");
+    let report = stockd::ledger::check_drift(&app.engine, &db, LedgerSide::Replayed).await.expect("check");
     let (repaired, refused) = stockd::ledger::repair_snapshot(&db, &report).await.expect("repair");
 
     // Assert
@@ -491,8 +548,13 @@ async fn the_drift_check_repairs_a_damaged_snapshot_from_the_ledger_and_refuses_
     assert_eq!(skus(&repaired), ["A"], "the ledger agrees with Redis for A");
     assert_eq!(skus(&refused), ["B"], "the ledger itself is wrong for B");
     assert_eq!(snapshot(&db).await.get(&("A".into(), "WH1".into())), Some(&(10, 0, 0, 0)));
-    let again = stockd::ledger::check_drift(&app.engine, &db).await.expect("check");
+    let again = stockd::ledger::check_drift(&app.engine, &db, LedgerSide::Replayed).await.expect("check");
     assert_eq!(skus(&again.mismatches), ["B"]);
+    // The periodic check compares with the sums the reconciler kept, which
+    // a later edit of the ledger's rows does not reach: only the full check
+    // sees B.
+    let periodic = stockd::ledger::check_drift(&app.engine, &db, LedgerSide::Totals).await.expect("check");
+    assert!(periodic.mismatches.is_empty(), "{:?}", periodic.mismatches);
 }
 
 fn write_file(name: &str, content: &str) -> std::path::PathBuf {
@@ -627,6 +689,9 @@ async fn a_store_filled_before_the_collation_migration_reads_the_same_after_it()
         sqlx::query_scalar("SELECT sku FROM skus ORDER BY sku").fetch_all(&pool).await.expect("skus");
     assert_eq!(skus, ["B-2", "a-1", "é-3"], "as Rust orders strings, under any database locale");
     assert_eq!(count(&pool, "SELECT count(*) FROM stock_levels WHERE sku = 'a-1' AND committed = 2").await, 1);
+    // Migration …0009 sums the ledger it finds into the kept sums.
+    assert_eq!(kept_sums(&pool).await, ledger_replayed(&pool).await);
+    assert_eq!(kept_sums(&pool).await.get(&("a-1".into(), "WH1".into())), Some(&(0, 0, 2, 0)));
     let not_bytewise: Vec<String> = sqlx::query_scalar(
         "SELECT table_name || '.' || column_name FROM information_schema.columns
          WHERE table_schema = current_schema() AND data_type = 'text'

@@ -1,7 +1,10 @@
 //! The drift check: Redis levels against the Postgres snapshot, and the
-//! snapshot against the ledger replayed from zero. Differences are listed;
-//! `repair_snapshot` fixes the snapshot from the ledger where the ledger
-//! agrees with Redis, and refuses to guess where it does not.
+//! snapshot against the ledger: its sums as the reconciler keeps them
+//! (`ledger_totals`, the periodic check: its cost grows with the catalog, not
+//! with the ledger's history), or the ledger replayed from zero (`stockd
+//! check`, which also checks those sums). Differences are listed;
+//! `repair_snapshot` fixes the snapshot (and the sums) from the ledger where
+//! the ledger agrees with Redis, and refuses to guess where it does not.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -26,8 +29,19 @@ pub struct Mismatch {
     pub redis: Option<Levels>,
     /// The Postgres snapshot.
     pub snapshot: Levels,
-    /// The ledger replayed from zero.
+    /// The ledger: replayed from zero, or its kept sums (see `LedgerSide`).
     pub ledger: Levels,
+    /// The ledger's sums as the reconciler keeps them.
+    pub totals: Levels,
+}
+
+/// What the snapshot is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerSide {
+    /// The sums the reconciler keeps with every batch (`ledger_totals`).
+    Totals,
+    /// The whole ledger summed anew; the kept sums are compared with it too.
+    Replayed,
 }
 
 /// The result of a check.
@@ -43,36 +57,50 @@ pub struct DriftReport {
 }
 
 type Key = (String, String);
+/// A row of levels per SKU-location, as queried.
+type LevelsRow = (String, String, i64, i64, i64, i64);
 
 fn levels((oh, rs, cm, it): (i64, i64, i64, i64)) -> Levels {
     Levels { on_hand: oh, reserved: rs, committed: cm, in_transit: it }
 }
 
-/// Compares Redis, the snapshot and the ledger for every catalog SKU.
-pub async fn check_drift(engine: &Engine, db: &PgPool) -> anyhow::Result<DriftReport> {
+/// Compares Redis, the snapshot and the ledger (`side`) for every catalog SKU.
+pub async fn check_drift(engine: &Engine, db: &PgPool, side: LedgerSide) -> anyhow::Result<DriftReport> {
     let before = engine.stream_lengths().await?;
 
     // Snapshot and ledger from one consistent view.
     let mut tx = db.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
-    let snap: Vec<(String, String, i64, i64, i64, i64)> =
+    let snap: Vec<LevelsRow> =
         sqlx::query_as("SELECT sku, location_id, on_hand, reserved, committed, in_transit FROM stock_levels")
             .fetch_all(&mut *tx)
             .await?;
-    let ledger: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT sku, location_id, sum(on_hand_delta)::bigint, sum(reserved_delta)::bigint,
-                sum(committed_delta)::bigint, sum(in_transit_delta)::bigint
-         FROM ledger GROUP BY sku, location_id",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    let totals: Vec<LevelsRow> =
+        sqlx::query_as("SELECT sku, location_id, on_hand, reserved, committed, in_transit FROM ledger_totals")
+            .fetch_all(&mut *tx)
+            .await?;
+    let replayed: Option<Vec<LevelsRow>> = match side {
+        LedgerSide::Totals => None,
+        LedgerSide::Replayed => Some(
+            sqlx::query_as(
+                "SELECT sku, location_id, sum(on_hand_delta)::bigint, sum(reserved_delta)::bigint,
+                        sum(committed_delta)::bigint, sum(in_transit_delta)::bigint
+                 FROM ledger GROUP BY sku, location_id",
+            )
+            .fetch_all(&mut *tx)
+            .await?,
+        ),
+    };
     let skus: Vec<String> = sqlx::query_scalar("SELECT sku FROM skus ORDER BY sku").fetch_all(&mut *tx).await?;
     tx.commit().await?;
 
     let snap: BTreeMap<Key, Levels> =
         snap.into_iter().map(|(s, l, a, b, c, d)| ((s, l), levels((a, b, c, d)))).collect();
-    let ledger: BTreeMap<Key, Levels> =
-        ledger.into_iter().map(|(s, l, a, b, c, d)| ((s, l), levels((a, b, c, d)))).collect();
+    let by_key = |rows: Vec<LevelsRow>| -> BTreeMap<Key, Levels> {
+        rows.into_iter().map(|(s, l, a, b, c, d)| ((s, l), levels((a, b, c, d)))).collect()
+    };
+    let totals = by_key(totals);
+    let ledger = replayed.map_or_else(|| totals.clone(), by_key);
     let mut redis: BTreeMap<Key, Levels> = BTreeMap::new();
     let parsed: Vec<Sku> = skus.iter().filter_map(|s| Sku::parse(s.as_str()).ok()).collect();
     for chunk in parsed.chunks(1000) {
@@ -91,20 +119,22 @@ pub async fn check_drift(engine: &Engine, db: &PgPool) -> anyhow::Result<DriftRe
         .filter_map(|(p, _)| u32::try_from(p).ok())
         .collect();
 
-    let keys: BTreeSet<&Key> = snap.keys().chain(ledger.keys()).chain(redis.keys()).collect();
+    let keys: BTreeSet<&Key> = snap.keys().chain(ledger.keys()).chain(totals.keys()).chain(redis.keys()).collect();
     let mut report = DriftReport { checked: keys.len(), ..DriftReport::default() };
     for key in keys {
         let in_flight_here = in_flight.contains(&engine.keys().partition_of(&key.0));
         let r = (!in_flight_here).then(|| redis.get(key).copied().unwrap_or_default());
         let s = snap.get(key).copied().unwrap_or_default();
         let l = ledger.get(key).copied().unwrap_or_default();
-        if s != l || r.is_some_and(|r| r != s) {
+        let t = totals.get(key).copied().unwrap_or_default();
+        if s != l || t != l || r.is_some_and(|r| r != s) {
             report.mismatches.push(Mismatch {
                 sku: key.0.clone(),
                 location_id: key.1.clone(),
                 redis: r,
                 snapshot: s,
                 ledger: l,
+                totals: t,
             });
         }
     }
@@ -112,9 +142,11 @@ pub async fn check_drift(engine: &Engine, db: &PgPool) -> anyhow::Result<DriftRe
     Ok(report)
 }
 
-/// Sets the snapshot to the replayed ledger where the ledger agrees with
-/// Redis. Returns (repaired, refused): a mismatch whose ledger disagrees
-/// with Redis (or whose Redis side was not compared) is left alone.
+/// Sets the snapshot and the kept sums to the ledger where the ledger agrees
+/// with Redis (in a report of `LedgerSide::Totals` the ledger is those sums,
+/// so only the snapshot can move). Returns (repaired, refused): a mismatch
+/// whose ledger disagrees with Redis (or whose Redis side was not compared)
+/// is left alone.
 pub async fn repair_snapshot(db: &PgPool, report: &DriftReport) -> anyhow::Result<(Vec<Mismatch>, Vec<Mismatch>)> {
     let (mut repaired, mut refused) = (Vec::new(), Vec::new());
     for m in &report.mismatches {
@@ -123,6 +155,7 @@ pub async fn repair_snapshot(db: &PgPool, report: &DriftReport) -> anyhow::Resul
             continue;
         }
         let l = m.ledger;
+        let mut tx = db.begin().await?;
         sqlx::query(
             "INSERT INTO stock_levels (sku, location_id, on_hand, reserved, committed, in_transit, partition,
                                        stream_ms, stream_seq, updated_at)
@@ -136,8 +169,26 @@ pub async fn repair_snapshot(db: &PgPool, report: &DriftReport) -> anyhow::Resul
         .bind(l.reserved)
         .bind(l.committed)
         .bind(l.in_transit)
-        .execute(db)
+        .execute(&mut *tx)
         .await?;
+        // The sums anew from this SKU-location's rows (ledger_by_sku), with
+        // the sums' row locked first: a reconciler batch adding to it waits,
+        // and its rows, not yet committed, are added after this. (The row is
+        // made first if missing, so that there is one to lock.)
+        for sql in [
+            "INSERT INTO ledger_totals (sku, location_id, on_hand, reserved, committed, in_transit)
+             VALUES ($1, $2, 0, 0, 0, 0) ON CONFLICT DO NOTHING",
+            "SELECT 1 FROM ledger_totals WHERE sku = $1 AND location_id = $2 FOR UPDATE",
+            "UPDATE ledger_totals AS t SET on_hand = l.oh, reserved = l.rs, committed = l.cm, in_transit = l.it
+             FROM (SELECT coalesce(sum(on_hand_delta), 0)::bigint AS oh, coalesce(sum(reserved_delta), 0)::bigint AS rs,
+                          coalesce(sum(committed_delta), 0)::bigint AS cm,
+                          coalesce(sum(in_transit_delta), 0)::bigint AS it
+                   FROM ledger WHERE sku = $1 AND location_id = $2) AS l
+             WHERE t.sku = $1 AND t.location_id = $2",
+        ] {
+            sqlx::query(sql).bind(&m.sku).bind(&m.location_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         repaired.push(m.clone());
     }
     Ok((repaired, refused))
@@ -158,7 +209,7 @@ pub async fn run_drift_checks(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match check_drift(&engine, &db).await {
+        match check_drift(&engine, &db, LedgerSide::Totals).await {
             Ok(r) => {
                 stats.drift.store(r.mismatches.len() as u64, Ordering::Relaxed);
                 if !r.mismatches.is_empty() {

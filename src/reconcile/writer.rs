@@ -1,5 +1,5 @@
 //! Writes one batch of events to Postgres in one transaction: ledger rows,
-//! the levels snapshot, reservations and their lines, applied operation
+//! the ledger's sums, the levels snapshot, reservations and their lines, applied operation
 //! ids and SKU flags. The ledger's unique (partition, stream id) decides what
 //! is new: events already recorded (a replayed batch) change nothing.
 
@@ -116,6 +116,7 @@ async fn write_batch(
         .collect();
     let fresh = insert_ledger(&mut tx, &stock, mode).await?;
     let levels = upsert_levels(&mut tx, &fresh).await?;
+    add_to_totals(&mut tx, &fresh).await?;
     record_reservations(&mut tx, &fresh).await?;
     record_operations(&mut tx, &fresh).await?;
     apply_other(&mut tx, events).await?;
@@ -205,6 +206,39 @@ async fn upsert_levels(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Result<u
     .execute(&mut *tx)
     .await?
     .rows_affected())
+}
+
+/// Adds the new events' deltas to the ledger's sums per SKU-location, which
+/// the periodic drift check compares with the snapshot (instead of summing
+/// the whole ledger).
+async fn add_to_totals(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Result<(), sqlx::Error> {
+    let mut sums: BTreeMap<(&str, &str), [i64; 4]> = BTreeMap::new();
+    for (_, e) in fresh {
+        let s = sums.entry((e.sku.as_str(), e.location_id.as_str())).or_default();
+        for (sum, d) in s.iter_mut().zip(e.deltas) {
+            *sum += d;
+        }
+    }
+    if sums.is_empty() {
+        return Ok(());
+    }
+    let delta = |i: usize| sums.values().map(|s| s[i]).collect::<Vec<i64>>();
+    sqlx::query(
+        "INSERT INTO ledger_totals AS t (sku, location_id, on_hand, reserved, committed, in_transit)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
+         ON CONFLICT (sku, location_id) DO UPDATE SET on_hand = t.on_hand + EXCLUDED.on_hand,
+             reserved = t.reserved + EXCLUDED.reserved, committed = t.committed + EXCLUDED.committed,
+             in_transit = t.in_transit + EXCLUDED.in_transit",
+    )
+    .bind(sums.keys().map(|k| k.0).collect::<Vec<_>>())
+    .bind(sums.keys().map(|k| k.1).collect::<Vec<_>>())
+    .bind(delta(0))
+    .bind(delta(1))
+    .bind(delta(2))
+    .bind(delta(3))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// Reservation headers and status moves from reservation events (their
