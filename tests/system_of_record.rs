@@ -234,6 +234,7 @@ async fn a_batch_replayed_after_a_crash_between_commit_and_acknowledge_inserts_n
     assert_eq!(app.stream_backlog().await, 0, "acknowledged and trimmed");
     assert_eq!(snapshot(&db).await, redis_levels(&app, &["A", "B", "C"]).await);
     assert_eq!(ledger_replayed(&db).await, snapshot(&db).await);
+    assert_eq!(kept_sums(&db).await, snapshot(&db).await, "the replay added nothing to the kept sums");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,6 +270,7 @@ async fn a_batch_partly_recorded_writes_only_its_new_events() {
     assert_eq!(count(&db, "SELECT count(*) FROM reservation_lines WHERE order_id LIKE 'late-%'").await, 10);
     assert_eq!(snapshot(&db).await, redis_levels(&app, &["A", "B", "C"]).await);
     assert_eq!(ledger_replayed(&db).await, snapshot(&db).await);
+    assert_eq!(kept_sums(&db).await, snapshot(&db).await, "only the new events were added to the kept sums");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
