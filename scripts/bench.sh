@@ -9,6 +9,8 @@
 #   scripts/bench.sh --bin DIR the stockd and stockd-bench in DIR, not built
 #                              here (A/B runs: copy each build's binaries aside)
 #   scripts/bench.sh --scenario flash-sale|catalog   that scenario only
+#   scripts/bench.sh --skip-baseline                 stockd only, no baseline phase
+#   (scripts/bench-ab.sh alternates two builds with these options)
 #
 # Starts its own redis-server on a free port (so nothing else on a shared Redis
 # skews the figures) and stockd local on a fresh database of the Postgres at
@@ -23,6 +25,7 @@ cd "$STOCKD_REPO"
 smoke=false
 bin=
 scenarios="flash-sale catalog"
+extra=()
 while [ $# -gt 0 ]; do
   case $1 in
     --smoke) smoke=true; shift ;;
@@ -30,7 +33,8 @@ while [ $# -gt 0 ]; do
     --scenario)
       case ${2:-} in flash-sale | catalog) scenarios=$2 ;; *) die "--scenario: flash-sale or catalog" ;; esac
       shift 2 ;;
-    *) die "usage: scripts/bench.sh [--smoke] [--bin DIR] [--scenario flash-sale|catalog]" ;;
+    --skip-baseline) extra+=(--skip-baseline); shift ;;
+    *) die "usage: scripts/bench.sh [--smoke] [--bin DIR] [--scenario flash-sale|catalog] [--skip-baseline]" ;;
   esac
 done
 
@@ -76,7 +80,7 @@ for scenario in $scenarios; do
     [ "$scenario" = catalog ] && args+=(--skus 100000 --locations 3)
   fi
   [ "$scenario" = catalog ] && args+=(--redis-url "$redis_url" --redis-prefix stockd)
-  "$bin/stockd-bench" "$scenario" "${common[@]}" "${args[@]}"
+  "$bin/stockd-bench" "$scenario" "${common[@]}" "${args[@]}" ${extra[@]+"${extra[@]}"}
   passed=$((passed + 1))
 done
 if $smoke; then echo "bench smoke: $passed passed, 0 failed"; fi

@@ -69,7 +69,8 @@ step cargo test --all-targets --no-fail-fast
 step scripts/readme-smoke.sh
 step scripts/helm-check.sh
 step scripts/bench.sh --smoke
+step scripts/bench-ab.sh target/debug target/debug --rounds 1 --smoke
 step scripts/lua-cost.sh --smoke
 step scripts/reconcile-drain.sh --smoke
 
-say "scripts/test.sh: all checks passed (fmt, clippy, tests, README smoke, helm, bench smoke, Lua cost smoke, drain smoke) in $((SECONDS - started)) s"
+say "scripts/test.sh: all checks passed (fmt, clippy, tests, README smoke, helm, bench smoke, A/B smoke, Lua cost smoke, drain smoke) in $((SECONDS - started)) s"
