@@ -238,6 +238,92 @@ async fn a_batch_replayed_after_a_crash_between_commit_and_acknowledge_inserts_n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_call_writes_one_entry_per_partition_and_each_event_gets_its_own_ledger_row() {
+    // Arrange: a line that only two locations together can fill makes two
+    // events in one script call, in one partition.
+    let app = TestApp::spawn_with(|c| c.reconciler_enabled = false).await;
+    let db = app.db().await;
+    app.location("WH1", 1).await;
+    app.location("WH2", 2).await;
+    app.sku("A").await;
+    app.set_on_hand("A", "WH1", 3).await;
+    app.set_on_hand("A", "WH2", 3).await;
+    let mut r = hand_reconciler(&app, &db, 1000).await;
+    drain(&app, &mut r).await;
+    let stream = app.engine.keys().partition(app.engine.keys().partition_of("A")).ev.clone();
+
+    // Act
+    let made = app.reserve("o-split", &[("A", 5)], 0).await.expect("reserve");
+    let mut conn = app.engine.connection().await.expect("redis");
+    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(&stream)
+        .arg("-")
+        .arg("+")
+        .query_async::<Vec<(String, Vec<String>)>>(&mut conn)
+        .await
+        .expect("xrange");
+    let batch = r.read_batch().await.expect("read");
+    let applied = r.apply(&batch).await.expect("apply");
+    let again = stockd::reconcile::apply_batch(&db, &batch.events, &batch.generation).await.expect("replay");
+    r.ack(&batch).await.expect("ack");
+
+    // Assert
+    assert_eq!(made.outcome(), proto::ReserveOutcome::Reserved);
+    assert_eq!(entries.len(), 1, "one entry for the call: {entries:?}");
+    assert_eq!(entries[0].1.iter().step_by(2).collect::<Vec<_>>(), ["v", "v"], "two events in it");
+    let places: Vec<u32> = batch.events.iter().map(|(p, _)| p.idx).collect();
+    assert_eq!(places, [0, 1]);
+    assert_eq!(applied.ledger_rows, 2);
+    let rows: Vec<(String, i32, i64)> = sqlx::query_as(
+        "SELECT location_id, stream_idx, reserved_delta FROM ledger WHERE order_id = 'o-split' ORDER BY stream_idx",
+    )
+    .fetch_all(&db)
+    .await
+    .expect("ledger");
+    assert_eq!(rows, [("WH1".to_owned(), 0, 3), ("WH2".to_owned(), 1, 2)]);
+    assert!(again.replayed && again.ledger_rows == 0, "written again: nothing twice ({again:?})");
+    assert_eq!(app.stream_backlog().await, 0, "the entry was acknowledged and trimmed");
+    assert_eq!(snapshot(&db).await, redis_levels(&app, &["A"]).await);
+    assert_eq!(kept_sums(&db).await, ledger_replayed(&db).await);
+}
+
+#[tokio::test]
+async fn a_call_with_more_events_than_an_entry_holds_writes_them_all_in_order() {
+    // common.lua's emit and done, run directly: 1,201 events in one
+    // partition make entries of 500, 500 and 201.
+    let app = TestApp::spawn_with(|c| c.reconciler_enabled = false).await;
+    let keys = app.engine.keys().partition(0);
+    let script = format!(
+        "{}\nlocal p = part_keys(1, 1)\nfor i = 1, tonumber(ARGV[1]) do\n\
+         emit(p, 'adjust', 'S', 'L', {{ 1, 0, 0, 0 }}, {{ i, 0, 0, 0 }}, '', 'op-' .. i, '', 1000)\nend\n\
+         return done(1)",
+        include_str!("../src/reservation/lua/common.lua")
+    );
+    let mut conn = app.engine.connection().await.expect("redis");
+    let _: i64 = redis::Script::new(&script)
+        .key(&keys.lvl)
+        .key(&keys.holds)
+        .key(&keys.exp)
+        .key(&keys.ev)
+        .key(&keys.ops)
+        .arg(1201)
+        .invoke_async(&mut conn)
+        .await
+        .expect("script");
+    let entries: Vec<(String, Vec<String>)> =
+        redis::cmd("XRANGE").arg(&keys.ev).arg("-").arg("+").query_async(&mut conn).await.expect("xrange");
+    let sizes: Vec<usize> = entries.iter().map(|(_, f)| f.len() / 2).collect();
+    assert_eq!(sizes, [500, 500, 201]);
+    let on_hand: Vec<i64> = entries
+        .iter()
+        .flat_map(|(_, f)| f.iter().skip(1).step_by(2))
+        .map(|v| v.split('\t').nth(7).and_then(|n| n.parse().ok()).expect("on_hand after"))
+        .collect();
+    assert_eq!(on_hand, (1..=1201).collect::<Vec<i64>>(), "every event once, in order");
+    let _: () = redis::cmd("DEL").arg(&keys.ev).query_async(&mut conn).await.expect("del");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_partly_recorded_writes_only_its_new_events() {
     // Arrange: one batch written and acknowledged, then more reservations
     // (new orders, and lines of known SKUs), read as a second batch.

@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-/// Where an entry sits: its partition and stream id (`<ms>-<seq>`).
+/// Where an event sits: its partition, the stream id of its entry
+/// (`<ms>-<seq>`), and its place among the entry's events (a script call
+/// writes one entry per partition, with every event it made there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StreamPos {
     /// The partition whose stream it is in.
@@ -12,14 +14,21 @@ pub struct StreamPos {
     pub ms: i64,
     /// Sequence part of the stream id.
     pub seq: i64,
+    /// The event's place in its entry, from 0.
+    pub idx: u32,
 }
 
 impl StreamPos {
-    /// Parses a stream id such as `1732700000123-4`.
+    /// Parses a stream id such as `1732700000123-4` (the entry's first event).
     pub fn parse(partition: u32, id: &str) -> Result<Self, EventError> {
         let (ms, seq) = id.split_once('-').ok_or_else(|| EventError(format!("stream id {id:?}")))?;
         let parse = |s: &str| s.parse::<i64>().map_err(|_| EventError(format!("stream id {id:?}")));
-        Ok(Self { partition, ms: parse(ms)?, seq: parse(seq)? })
+        Ok(Self { partition, ms: parse(ms)?, seq: parse(seq)?, idx: 0 })
+    }
+
+    /// The `idx`-th event of the same entry.
+    pub fn at(self, idx: u32) -> Self {
+        Self { idx, ..self }
     }
 
     /// The stream id text.

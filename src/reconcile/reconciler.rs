@@ -58,7 +58,8 @@ pub struct ReconcileStats {
 /// Entries read from the streams, not yet acknowledged.
 #[derive(Debug, Default)]
 pub struct Batch {
-    /// Parsed entries in stream order per partition.
+    /// Parsed events in stream order per partition (an entry holds one or
+    /// more: see `StreamPos::idx`).
     pub events: Vec<(StreamPos, Event)>,
     /// Entries that could not be parsed (logged, acknowledged, skipped).
     pub unreadable: Vec<StreamPos>,
@@ -199,7 +200,9 @@ impl Reconciler {
                     return;
                 };
                 match parse_entry(fields) {
-                    Ok(e) => batch.events.push((pos, e)),
+                    Ok(events) => batch.events.extend(
+                        events.into_iter().enumerate().map(|(i, e)| (pos.at(u32::try_from(i).unwrap_or(u32::MAX)), e)),
+                    ),
                     Err(e) => {
                         tracing::error!(partition = p, id, error = %e, "skipping unreadable event");
                         batch.unreadable.push(pos);
@@ -241,7 +244,8 @@ impl Reconciler {
     pub async fn ack(&self, batch: &Batch) -> Result<(), EngineError> {
         let keys = self.engine.keys();
         let mut by_part: HashMap<u32, Vec<String>> = HashMap::new();
-        for pos in batch.events.iter().map(|(p, _)| p).chain(batch.unreadable.iter()) {
+        // One id per entry: its first event stands for it.
+        for pos in batch.events.iter().map(|(p, _)| p).chain(batch.unreadable.iter()).filter(|p| p.idx == 0) {
             by_part.entry(pos.partition).or_default().push(pos.id());
         }
         let mut pipe = redis::pipe();
@@ -442,9 +446,10 @@ fn for_each_entry(reply: &Value, mut f: impl FnMut(&str, &[Value])) -> Result<()
     Ok(())
 }
 
-/// An event from an entry's field-value list: the packed field `v`, or the
-/// older one-field-per-value form.
-fn parse_entry(fields: &[Value]) -> Result<Event, EventError> {
+/// The events of an entry's field-value list: one packed field `v` per
+/// event (several when a script call changed several SKU-locations of the
+/// partition), or one event in the older one-field-per-value form.
+fn parse_entry(fields: &[Value]) -> Result<Vec<Event>, EventError> {
     fn text(v: &Value) -> Option<&str> {
         match v {
             Value::BulkString(b) => std::str::from_utf8(b).ok(),
@@ -452,11 +457,18 @@ fn parse_entry(fields: &[Value]) -> Result<Event, EventError> {
             _ => None,
         }
     }
-    if let [k, v] = fields
+    if let [k, _, ..] = fields
         && text(k) == Some("v")
     {
-        let v = text(v).ok_or_else(|| EventError("field v is not text".into()))?;
-        return Event::parse_packed(v);
+        return fields
+            .chunks(2)
+            .map(|kv| match kv {
+                [k, v] if text(k) == Some("v") => {
+                    Event::parse_packed(text(v).ok_or_else(|| EventError("field v is not text".into()))?)
+                }
+                _ => Err(EventError("an entry of packed events has a field other than v".into())),
+            })
+            .collect();
     }
     let map: HashMap<String, String> = fields
         .chunks(2)
@@ -465,7 +477,7 @@ fn parse_entry(fields: &[Value]) -> Result<Event, EventError> {
             _ => None,
         })
         .collect();
-    Event::parse(&map)
+    Event::parse(&map).map(|e| vec![e])
 }
 
 #[cfg(test)]
@@ -511,7 +523,7 @@ mod tests {
         ];
         let old = parse_entry(&fields.iter().map(|f| bulk(f)).collect::<Vec<_>>()).expect("field per value");
         assert_eq!(packed, old);
-        let Event::Stock(e) = packed else { panic!("a stock event") };
+        let [Event::Stock(e)] = &packed[..] else { panic!("one stock event") };
         assert_eq!(
             (e.kind.as_str(), e.deltas, e.levels, e.order_id.as_deref()),
             ("reserve", [0, 2, 0, 0], [10, 2, 0, 0], Some("o-1"))
@@ -519,6 +531,26 @@ mod tests {
         assert!(parse_entry(&[]).is_err(), "a trimmed entry is unreadable");
         assert!(parse_entry(&[bulk("v"), Value::Int(1)]).is_err());
         assert!(parse_entry(&[bulk("v"), bulk("reserve\tA")]).is_err());
+    }
+
+    #[test]
+    fn an_entry_of_a_script_call_holds_its_events_in_order() {
+        const SECOND: &str = "reserve\tA\tWH1\t0\t1\t0\t0\t10\t3\t0\t0\t1000\t2000\tweb\to-2\t\t";
+        let events = parse_entry(&[bulk("v"), bulk(PACKED), bulk("v"), bulk(SECOND)]).expect("two events");
+        let orders: Vec<_> = events
+            .iter()
+            .map(|e| match e {
+                Event::Stock(s) => s.order_id.clone(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(orders, [Some("o-1".to_owned()), Some("o-2".to_owned())]);
+        assert!(parse_entry(&[bulk("v"), bulk(PACKED), bulk("x"), bulk(SECOND)]).is_err(), "a field other than v");
+        assert!(parse_entry(&[bulk("v"), bulk(PACKED), bulk("v")]).is_err(), "a field without its value");
+        assert!(parse_entry(&[bulk("v"), bulk(PACKED), bulk("v"), bulk("reserve\tA")]).is_err(), "one bad event");
+        let first = StreamPos::parse(3, "1000-7").expect("id");
+        assert!(first < first.at(1) && first.at(1) < StreamPos::parse(3, "1000-8").expect("id"), "in stream order");
+        assert_eq!(first.at(1).id(), "1000-7", "acknowledged by its entry's id");
     }
 
     #[test]

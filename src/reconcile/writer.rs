@@ -1,6 +1,6 @@
 //! Writes one batch of events to Postgres in one transaction: ledger rows,
 //! the ledger's sums, the levels snapshot, reservations and their lines, applied operation
-//! ids and SKU flags. The ledger's unique (partition, stream id) decides what
+//! ids and SKU flags. The ledger's unique (partition, stream id, place in the entry) decides what
 //! is new: events already recorded (a replayed batch) change nothing.
 
 use std::collections::{BTreeMap, HashSet};
@@ -52,6 +52,11 @@ fn lifecycle_rank(status: &str) -> u8 {
 
 fn partition(p: &StreamPos) -> i32 {
     i32::try_from(p.partition).unwrap_or(i32::MAX)
+}
+
+/// The event's place in its stream entry (at most a few hundred).
+fn place(p: &StreamPos) -> i32 {
+    i32::try_from(p.idx).unwrap_or(i32::MAX)
 }
 
 /// A Redis time in ms as a timestamp, bound in binary: Postgres's
@@ -134,20 +139,20 @@ async fn insert_ledger<'a>(
 ) -> Result<Vec<Located<'a>>, sqlx::Error> {
     const INSERT: &str = "INSERT INTO ledger (partition, stream_ms, stream_seq, kind, sku, location_id, on_hand_delta,
                              reserved_delta, committed_delta, in_transit_delta, order_id, operation_id, reason,
-                             occurred_at)
-         SELECT p, ms, seq, k, s, l, doh, drs, dcm, dit, o, op, r, t
+                             occurred_at, stream_idx)
+         SELECT p, ms, seq, k, s, l, doh, drs, dcm, dit, o, op, r, t, i
          FROM UNNEST($1::int[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[],
                      $8::bigint[], $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::text[],
-                     $14::timestamptz[])
-              AS u(p, ms, seq, k, s, l, doh, drs, dcm, dit, o, op, r, t)";
-    const SKIPPING_RECORDED: &str = " ON CONFLICT (partition, stream_ms, stream_seq) DO NOTHING
-         RETURNING partition, stream_ms, stream_seq";
+                     $14::timestamptz[], $15::int[])
+              AS u(p, ms, seq, k, s, l, doh, drs, dcm, dit, o, op, r, t, i)";
+    const SKIPPING_RECORDED: &str = " ON CONFLICT (partition, stream_ms, stream_seq, stream_idx) DO NOTHING
+         RETURNING partition, stream_ms, stream_seq, stream_idx";
     let ints = |f: fn(&Located) -> i64| stock.iter().map(f).collect::<Vec<i64>>();
     // Borrowed: no copy of each event's strings for the binds.
     let texts = |f: fn(&'a StockEvent) -> Option<&'a str>| stock.iter().map(|(_, e)| f(e)).collect::<Vec<_>>();
     let replay = format!("{INSERT}{SKIPPING_RECORDED}");
     let sql = if mode == Mode::New { INSERT } else { &replay };
-    let query = sqlx::query_as::<_, (i32, i64, i64)>(sql)
+    let query = sqlx::query_as::<_, (i32, i64, i64, i32)>(sql)
         .bind(stock.iter().map(|(p, _)| partition(p)).collect::<Vec<i32>>())
         .bind(ints(|(p, _)| p.ms))
         .bind(ints(|(p, _)| p.seq))
@@ -161,14 +166,15 @@ async fn insert_ledger<'a>(
         .bind(texts(|e| e.order_id.as_deref()))
         .bind(texts(|e| e.operation_id.as_deref()))
         .bind(texts(|e| e.reason.as_deref()))
-        .bind(stock.iter().map(|(_, e)| at(e.at_ms)).collect::<Vec<_>>());
+        .bind(stock.iter().map(|(_, e)| at(e.at_ms)).collect::<Vec<_>>())
+        .bind(stock.iter().map(|(p, _)| place(p)).collect::<Vec<i32>>());
     if mode == Mode::New {
         query.fetch_all(&mut *tx).await?;
         return Ok(stock.to_vec());
     }
     let inserted = query.fetch_all(&mut *tx).await?;
-    let new: HashSet<(i32, i64, i64)> = inserted.into_iter().collect();
-    Ok(stock.iter().copied().filter(|(p, _)| new.contains(&(partition(p), p.ms, p.seq))).collect())
+    let new: HashSet<(i32, i64, i64, i32)> = inserted.into_iter().collect();
+    Ok(stock.iter().copied().filter(|(p, _)| new.contains(&(partition(p), p.ms, p.seq, place(p)))).collect())
 }
 
 /// Moves the snapshot of each SKU-location to its last new event, never back

@@ -16,17 +16,17 @@
 -- DUP: the operation id was applied before; nothing changed, levels as now.
 
 local now = now_ms()
-if not gen_ok(1) then return { 'NOGEN', 0, 0, 0, 0, 0 } end
+if not gen_ok(1) then return done({ 'NOGEN', 0, 0, 0, 0, 0 }) end
 expire_all(1, now)
 local p = part_keys(1, 1)
 local sku, loc, mode, value, op, reason = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9]
 redis.call('ZREMRANGEBYSCORE', p.ops, '-inf', now)
 
 local rec = read_sku(p, sku)
-if not rec then return { 'UNKNOWN', 0, 0, 0, 0, 0 } end
+if not rec then return done({ 'UNKNOWN', 0, 0, 0, 0, 0 }) end
 local l = rec.l[loc] or { 0, 0, 0, 0 }
 if redis.call('ZSCORE', p.ops, ARGV[11]) then
-  return { 'DUP', l[OH], l[RS], l[CM], l[IT], 0 }
+  return done({ 'DUP', l[OH], l[RS], l[CM], l[IT], 0 })
 end
 
 local delta = value
@@ -39,4 +39,4 @@ if delta ~= 0 or rec.l[loc] == nil then
   write_sku(p, sku, rec)
   l = rec.l[loc]
 end
-return { 'OK', l[OH], l[RS], l[CM], l[IT], delta }
+return done({ 'OK', l[OH], l[RS], l[CM], l[IT], delta })

@@ -11,15 +11,15 @@
 -- NOOP: already committed. STATE: the status forbids it (nothing changed).
 
 local now = now_ms()
-if not gen_ok(2) then return { 'NOGEN' } end
+if not gen_ok(2) then return done({ 'NOGEN' }) end
 expire_all(2, now)
 local okey, order = KEYS[1], ARGV[4]
 local st, h, early = guarded_status(okey, now)
-if early then return early end
-if st == 'COMMITTED' then return header_reply('NOOP', h, now) end
-if st ~= 'ACTIVE' then return header_reply('STATE', h, now) end
+if early then return done(early) end
+if st == 'COMMITTED' then return done(header_reply('NOOP', h, now)) end
+if st ~= 'ACTIVE' then return done(header_reply('STATE', h, now)) end
 
 move_holds(order, 'commit', function(q) return { 0, -q, q, 0 } end, true, '', now)
 h.st = 'COMMITTED'
 write_header(okey, h, nil) -- no TTL: a committed order waits for fulfil or release
-return header_reply('OK', h, now)
+return done(header_reply('OK', h, now))

@@ -12,7 +12,9 @@
 --                 has it): a one-line hold stays under Redis's 64-byte listpack
 --                 value limit, so a partition with few holds keeps the compact encoding.
 --   exp    zset   member <order_id>, score expires_ms: the uncommitted holds, by expiry.
---   ev     stream one entry per changed SKU-location (read by the reconciler).
+--   ev     stream one entry per script call that changed SKU-locations of the
+--                 partition: field `v` once per changed SKU-location, in order
+--                 (read by the reconciler; see emit and flush_events).
 --   ops    zset   member <digest of operation_id>, score forget_at_ms: applied
 --                 operation ids (16-byte digests: ids are often long, and
 --                 one is kept per stock change for 24 h; see keys.rs).
@@ -41,7 +43,8 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
 end
 
--- Each group's table is made once per call and shared (nothing changes it):
+-- Each group's table is made once per call and shared (only emit adds to it,
+-- keeping the partition's events until the script ends):
 -- the helpers ask for the same groups again and again.
 local PART_KEYS = {}
 local function part_keys(first, i)
@@ -178,11 +181,68 @@ end
 -- cheaper per event than building a table for table.concat. Every operand
 -- is a string: ea is passed formatted, and order, op and reason are '' when
 -- there is none.
+--
+-- Events are not XADDed one by one: a call's events for one stream are kept
+-- (in order) and written as one entry, each event a field `v` of it, when
+-- the script ends (flush_events, which scripts.rs calls after every
+-- script's body, whichever way it returns). A flash-sale call that reserves
+-- a dozen orders of one SKU then makes one XADD instead of a dozen, and the
+-- reconciler reads, acknowledges and trims a dozen times fewer entries. An
+-- entry holds at most EVENTS_PER_ENTRY events (unpack's limit on a table's
+-- length is far above it).
 local NUMBERS = '%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d'
+local EVENTS_PER_ENTRY = 500
+-- The partitions with events kept, in order. A partition's first event is
+-- kept in its key group's table (see part_keys; most calls make one event
+-- per partition, and no table is made for those), further ones in a list.
+local pending, npending = { false, false, false, false, false, false, false, false }, 0
 local function emit(p, kind, sku, loc, d, l, order, op, reason, now, ea, channel)
-  redis.call('XADD', p.ev, '*', 'v', kind .. '\t' .. sku .. '\t' .. loc .. '\t'
+  local ev = kind .. '\t' .. sku .. '\t' .. loc .. '\t'
     .. string.format(NUMBERS, d[OH], d[RS], d[CM], d[IT], l[OH], l[RS], l[CM], l[IT], now) .. '\t'
-    .. (ea or '') .. '\t' .. (channel or '') .. '\t' .. order .. '\t' .. op .. '\t' .. reason)
+    .. (ea or '') .. '\t' .. (channel or '') .. '\t' .. order .. '\t' .. op .. '\t' .. reason
+  local first = p.first_event
+  if not first then
+    p.first_event = ev
+    npending = npending + 1
+    pending[npending] = p
+    return
+  end
+  local more = p.more_events
+  if not more then
+    more = { 'v', first }
+    p.more_events = more
+  end
+  more[#more + 1] = 'v'
+  more[#more + 1] = ev
+  if #more >= 2 * EVENTS_PER_ENTRY then
+    -- A full entry goes now; p stays in pending, where flush_events skips
+    -- it unless it keeps events again.
+    redis.call('XADD', p.ev, '*', unpack(more))
+    p.first_event, p.more_events = nil, nil
+  end
+end
+
+-- Writes the events kept by emit, one entry per partition.
+local function flush_events()
+  for i = 1, npending do
+    local p = pending[i]
+    local more = p.more_events
+    if more then
+      redis.call('XADD', p.ev, '*', unpack(more))
+    elseif p.first_event then
+      redis.call('XADD', p.ev, '*', 'v', p.first_event)
+    end
+    p.first_event, p.more_events = nil, nil
+  end
+  npending = 0
+end
+
+-- Every script returns through this: the reply, once the events kept for
+-- it are written. (A script that returned without it would drop its events;
+-- a unit test in scripts.rs checks every top-level return of every script.)
+local function done(reply)
+  flush_events()
+  return reply
 end
 
 -- The generation marker: a field of every partition's lvl hash, written

@@ -8,5 +8,5 @@
 -- generation marker.
 
 local now = now_ms()
-if not gen_ok(1) then return -2 end
-return expire_due(part_keys(1, 1), now, ARGV[2])
+if not gen_ok(1) then return done(-2) end
+return done(expire_due(part_keys(1, 1), now, ARGV[2]))

@@ -12,12 +12,12 @@
 -- STATE: not active (committed ones no longer expire; ended ones cannot).
 
 local now = now_ms()
-if not gen_ok(2) then return { 'NOGEN' } end
+if not gen_ok(2) then return done({ 'NOGEN' }) end
 expire_all(2, now)
 local okey, order = KEYS[1], ARGV[4]
 local st, h, early = guarded_status(okey, now)
-if early then return early end
-if st ~= 'ACTIVE' then return header_reply('STATE', h, now) end
+if early then return done(early) end
+if st ~= 'ACTIVE' then return done(header_reply('STATE', h, now)) end
 
 local ttl = tonumber(ARGV[7])
 local ea = now + ttl
@@ -32,4 +32,4 @@ for i = 1, tonumber(ARGV[3]) do
 end
 h.ea = ea
 write_header(okey, h, ttl + tonumber(ARGV[6]))
-return header_reply('OK', h, now)
+return done(header_reply('OK', h, now))

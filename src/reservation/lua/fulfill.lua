@@ -12,19 +12,19 @@
 -- NOOP: already fulfilled. STATE: released or expired (nothing changed).
 
 local now = now_ms()
-if not gen_ok(2) then return { 'NOGEN' } end
+if not gen_ok(2) then return done({ 'NOGEN' }) end
 expire_all(2, now)
 local okey, order = KEYS[1], ARGV[4]
 local st, h, early = guarded_status(okey, now)
-if early then return early end
-if st == 'FULFILLED' then return header_reply('NOOP', h, now) end
+if early then return done(early) end
+if st == 'FULFILLED' then return done(header_reply('NOOP', h, now)) end
 if st == 'ACTIVE' then
   move_holds(order, 'fulfill', function(q) return { -q, -q, 0, 0 } end, false, '', now)
 elseif st == 'COMMITTED' then
   move_holds(order, 'fulfill', function(q) return { -q, 0, -q, 0 } end, false, '', now)
 else
-  return header_reply('STATE', h, now)
+  return done(header_reply('STATE', h, now))
 end
 h.st = 'FULFILLED'
 write_header(okey, h, ARGV[6])
-return header_reply('OK', h, now)
+return done(header_reply('OK', h, now))

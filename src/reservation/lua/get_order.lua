@@ -8,7 +8,7 @@
 -- Returns 'OK\t<order reply>', {'NOTFOUND'} or {'NOGEN'}.
 
 local now = now_ms()
-if not gen_ok(2) then return { 'NOGEN' } end
+if not gen_ok(2) then return done({ 'NOGEN' }) end
 local h = read_header(KEYS[1])
-if not h then return { 'NOTFOUND' } end
-return header_reply('OK', h, now)
+if not h then return done({ 'NOTFOUND' }) end
+return done(header_reply('OK', h, now))

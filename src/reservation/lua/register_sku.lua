@@ -9,7 +9,7 @@
 -- partition has no generation marker (Redis must be rebuilt first).
 
 local p = part_keys(1, 1)
-if not gen_ok(1) then return -2 end
-if redis.call('HEXISTS', p.lvl, ARGV[4]) == 1 then return 0 end
+if not gen_ok(1) then return done(-2) end
+if redis.call('HEXISTS', p.lvl, ARGV[4]) == 1 then return done(0) end
 redis.call('HSET', p.lvl, ARGV[4], cmsgpack.pack({ stop = 0, l = {} }))
-return 1
+return done(1)

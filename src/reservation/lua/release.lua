@@ -13,20 +13,20 @@
 -- STATE: fulfilled, the goods are gone (nothing changed).
 
 local now = now_ms()
-if not gen_ok(2) then return { 'NOGEN' } end
+if not gen_ok(2) then return done({ 'NOGEN' }) end
 expire_all(2, now)
 local okey, order, reason = KEYS[1], ARGV[4], ARGV[7]
 local st, h, early = guarded_status(okey, now)
-if early then return early end
-if st == 'RELEASED' or st == 'EXPIRED' then return header_reply('NOOP', h, now) end
+if early then return done(early) end
+if st == 'RELEASED' or st == 'EXPIRED' then return done(header_reply('NOOP', h, now)) end
 if st == 'ACTIVE' then
   move_holds(order, 'release', function(q) return { 0, -q, 0, 0 } end, false, reason, now)
 elseif st == 'COMMITTED' then
   move_holds(order, 'release', function(q) return { 0, 0, -q, 0 } end, false, reason, now)
 else
-  return header_reply('STATE', h, now)
+  return done(header_reply('STATE', h, now))
 end
 h.st = 'RELEASED'
 set_reason(h, reason)
 write_header(okey, h, ARGV[6])
-return header_reply('OK', h, now)
+return done(header_reply('OK', h, now))

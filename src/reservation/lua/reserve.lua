@@ -28,7 +28,7 @@
 -- (<order reply>: status, tab, header as stored; see header_reply in common.lua.)
 
 local now = now_ms()
-if not gen_ok(1) then return { 'NOGEN' } end
+if not gen_ok(1) then return done({ 'NOGEN' }) end
 expire_all(1, now)
 
 local nparts = tonumber(ARGV[3])
@@ -224,4 +224,4 @@ for _, pi in ipairs(touched) do
   redis.call('HSET', p.holds, unpack(new_holds[pi]))
   redis.call('ZADD', p.exp, unpack(new_expiries[pi]))
 end
-return replies
+return done(replies)

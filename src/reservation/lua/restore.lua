@@ -16,7 +16,7 @@
 -- Returns 1 when written, 0 when the partition already had a marker.
 
 local p = part_keys(1, 1)
-if redis.call('HEXISTS', p.lvl, GEN) == 1 then return 0 end
+if redis.call('HEXISTS', p.lvl, GEN) == 1 then return done(0) end
 
 local a = 6
 local function take()
@@ -58,4 +58,4 @@ for k = 6, #KEYS do
   write_header(KEYS[k], h, ttl > 0 and ttl or nil)
 end
 if ARGV[5] == '1' then redis.call('HSET', p.lvl, GEN, ARGV[4]) end
-return 1
+return done(1)

@@ -12,13 +12,13 @@
 
 local now = now_ms()
 local p = part_keys(1, 1)
-if not gen_ok(1) then return -2 end
+if not gen_ok(1) then return done(-2) end
 local rec = read_sku(p, ARGV[4])
-if not rec then return -1 end
+if not rec then return done(-1) end
 local stop = tonumber(ARGV[5])
-if rec.stop == stop then return 0 end
+if rec.stop == stop then return done(0) end
 rec.stop = stop
 write_sku(p, ARGV[4], rec)
 redis.call('XADD', p.ev, '*', 'k', stop == 1 and 'stop_sell' or 'resume_sell',
   's', ARGV[4], 'op', ARGV[6], 't', now)
-return 1
+return done(1)
