@@ -14,7 +14,7 @@
 --   exp    zset   member <order_id>, score expires_ms: the uncommitted holds, by expiry.
 --   ev     stream one entry per script call that changed SKU-locations of the
 --                 partition: field `v` once per changed SKU-location, in order
---                 (read by the reconciler; see emit and flush_events).
+--                 (read by the reconciler; see emit and done).
 --   ops    zset   member <digest of operation_id>, score forget_at_ms: applied
 --                 operation ids (16-byte digests: ids are often long, and
 --                 one is kept per stock change for 24 h; see keys.rs).
@@ -184,9 +184,8 @@ end
 --
 -- Events are not XADDed one by one: a call's events for one stream are kept
 -- (in order) and written as one entry, each event a field `v` of it, when
--- the script ends (flush_events, which scripts.rs calls after every
--- script's body, whichever way it returns). A flash-sale call that reserves
--- a dozen orders of one SKU then makes one XADD instead of a dozen, and the
+-- the script returns (through done). A flash-sale call that reserves a
+-- dozen orders of one SKU then makes one XADD instead of a dozen, and the
 -- reconciler reads, acknowledges and trims a dozen times fewer entries. An
 -- entry holds at most EVENTS_PER_ENTRY events (unpack's limit on a table's
 -- length is far above it).
@@ -195,6 +194,8 @@ local EVENTS_PER_ENTRY = 500
 -- The partitions with events kept, in order. A partition's first event is
 -- kept in its key group's table (see part_keys; most calls make one event
 -- per partition, and no table is made for those), further ones in a list.
+-- Eight slots are made at once (a table grown an element at a time is
+-- resized at 1, 2 and 4); npending counts the ones in use.
 local pending, npending = { false, false, false, false, false, false, false, false }, 0
 local function emit(p, kind, sku, loc, d, l, order, op, reason, now, ea, channel)
   local ev = kind .. '\t' .. sku .. '\t' .. loc .. '\t'
@@ -215,15 +216,19 @@ local function emit(p, kind, sku, loc, d, l, order, op, reason, now, ea, channel
   more[#more + 1] = 'v'
   more[#more + 1] = ev
   if #more >= 2 * EVENTS_PER_ENTRY then
-    -- A full entry goes now; p stays in pending, where flush_events skips
+    -- A full entry goes now; p stays in pending, where done skips
     -- it unless it keeps events again.
     redis.call('XADD', p.ev, '*', unpack(more))
     p.first_event, p.more_events = nil, nil
   end
 end
 
--- Writes the events kept by emit, one entry per partition.
-local function flush_events()
+-- Every script returns through this: the reply, once the events emit kept
+-- are written, one entry per partition. (A script that returned without it
+-- would drop its events: a unit test in scripts.rs checks every top-level
+-- return of every script. One function rather than a flush and a wrapper:
+-- each call of a script makes a closure of every definition here.)
+local function done(reply)
   for i = 1, npending do
     local p = pending[i]
     local more = p.more_events
@@ -235,13 +240,6 @@ local function flush_events()
     p.first_event, p.more_events = nil, nil
   end
   npending = 0
-end
-
--- Every script returns through this: the reply, once the events kept for
--- it are written. (A script that returned without it would drop its events;
--- a unit test in scripts.rs checks every top-level return of every script.)
-local function done(reply)
-  flush_events()
   return reply
 end
 
