@@ -60,6 +60,12 @@ impl RedisProbe {
         Ok(Snapshot { used_memory, cpu_s, commands: command_stats(&stats) })
     }
 
+    /// Keys, and keys with an expiry, in database 0 (`INFO keyspace`).
+    pub async fn key_counts(&mut self) -> anyhow::Result<(u64, u64)> {
+        let info: String = redis::cmd("INFO").arg("keyspace").query_async(&mut self.conn).await?;
+        Ok(keyspace_counts(&info))
+    }
+
     /// `used_memory` now.
     pub async fn used_memory(&mut self) -> anyhow::Result<u64> {
         Ok(self.snapshot().await?.used_memory)
@@ -140,6 +146,27 @@ impl RedisProbe {
 }
 
 /// `name:value` lines of an INFO section.
+/// Keys and keys with an expiry of db0 from `INFO keyspace`
+/// (`db0:keys=N,expires=M,avg_ttl=T`); zeros when it has none.
+fn keyspace_counts(info: &str) -> (u64, u64) {
+    let Some(db0) = info_fields(info).get("db0").copied() else { return (0, 0) };
+    let count = |name: &str| {
+        db0.split(',')
+            .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (count("keys"), count("expires"))
+}
+
+/// Whether the keyspace's or the expiry table's bucket array grew between
+/// two counts (keys, keys with expiry): Redis sizes each to the smallest
+/// power of two at least its key count (4 at least).
+pub fn table_doubled(before: (u64, u64), after: (u64, u64)) -> bool {
+    let size = |n: u64| n.max(4).next_power_of_two();
+    size(after.0) > size(before.0) || size(after.1) > size(before.1)
+}
+
 fn info_fields(info: &str) -> BTreeMap<&str, &str> {
     info.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.trim().split_once(':')).collect()
 }
@@ -234,6 +261,17 @@ mod tests {
         let s = command_stats(info);
         assert_eq!(s["evalsha"], CommandStat { calls: 10, usec: 250 });
         assert_eq!(s["hget"].calls, 3);
+    }
+
+    #[test]
+    fn a_table_doubles_when_a_count_passes_a_power_of_two() {
+        let info = "# Keyspace\r\ndb0:keys=262100,expires=250000,avg_ttl=1000\r\n";
+        assert_eq!(keyspace_counts(info), (262_100, 250_000));
+        assert_eq!(keyspace_counts("# Keyspace\r\n"), (0, 0));
+        assert!(table_doubled((262_100, 250_000), (272_100, 250_000)), "keys passed 262,144");
+        assert!(table_doubled((200_000, 262_000), (200_000, 263_000)), "keys with expiry passed 262,144");
+        assert!(!table_doubled((270_000, 270_000), (280_000, 280_000)), "both within 524,288");
+        assert!(!table_doubled((0, 0), (3, 3)), "the smallest table holds 4");
     }
 
     #[test]
