@@ -394,7 +394,8 @@ async fn measure_holds(
         }
         break;
     }
-    // Release them so the measured phase starts with no holds of ours.
+    // Release them so the measured phase starts with no holds of ours, and
+    // with their events reconciled (a backlog would show as lag in it).
     futures::stream::iter(0..made)
         .map(|i| {
             let mut client = clients.reservations(i);
@@ -404,6 +405,7 @@ async fn measure_holds(
         .buffer_unordered(concurrency.max(1))
         .try_collect::<()>()
         .await?;
+    probe.wait_for_drained_streams(STREAM_DRAIN_LIMIT).await?;
     Ok((per, notes))
 }
 
