@@ -14,13 +14,18 @@ use stockd::reconcile::{Reconciler, ReconcilerSettings};
 
 type Levels = BTreeMap<(String, String), (i64, i64, i64, i64)>;
 
-async fn snapshot(db: &sqlx::PgPool) -> Levels {
+/// The four numbers per SKU-location of a table that has them as columns.
+async fn levels_in(db: &sqlx::PgPool, table: &str) -> Levels {
     let rows: Vec<(String, String, i64, i64, i64, i64)> =
-        sqlx::query_as("SELECT sku, location_id, on_hand, reserved, committed, in_transit FROM stock_levels")
+        sqlx::query_as(&format!("SELECT sku, location_id, on_hand, reserved, committed, in_transit FROM {table}"))
             .fetch_all(db)
             .await
-            .expect("snapshot");
+            .expect(table);
     rows.into_iter().map(|(s, l, a, b, c, d)| ((s, l), (a, b, c, d))).collect()
+}
+
+async fn snapshot(db: &sqlx::PgPool) -> Levels {
+    levels_in(db, "stock_levels").await
 }
 
 async fn ledger_replayed(db: &sqlx::PgPool) -> Levels {
@@ -150,13 +155,9 @@ async fn after_a_burst_of_mixed_operations_ledger_snapshot_and_redis_agree() {
     }
 }
 
+/// The ledger's sums as the reconciler keeps them.
 async fn kept_sums(db: &sqlx::PgPool) -> Levels {
-    let rows: Vec<(String, String, i64, i64, i64, i64)> =
-        sqlx::query_as("SELECT sku, location_id, on_hand, reserved, committed, in_transit FROM ledger_totals")
-            .fetch_all(db)
-            .await
-            .expect("ledger_totals");
-    rows.into_iter().map(|(s, l, a, b, c, d)| ((s, l), (a, b, c, d))).collect()
+    levels_in(db, "ledger_totals").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
