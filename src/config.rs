@@ -65,9 +65,10 @@ pub struct Config {
     pub reconciler_enabled: bool,
     /// `STOCKD_RECONCILE_INTERVAL`, default `250ms`: how often idle streams are read.
     pub reconcile_interval: Duration,
-    /// `STOCKD_RECONCILE_BATCH`, default 2000: most stream entries per batch,
-    /// shared by the partitions that have entries (at least 16 each); grows
-    /// up to 8 times under a backlog, never above this for one partition.
+    /// `STOCKD_RECONCILE_BATCH`, default 2000: about the most events per
+    /// batch (asked for in stream entries by the events an entry held last
+    /// time), shared by the partitions that have entries (at least 16 each);
+    /// grows up to 8 times under a backlog, never above this for one partition.
     pub reconcile_batch: usize,
     /// `STOCKD_RECONCILE_LAG_ALERT`, default `5s`: reconcile lag that logs a warning.
     pub reconcile_lag_alert: Duration,

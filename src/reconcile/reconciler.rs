@@ -27,11 +27,13 @@ pub const CONSUMER: &str = "reconciler";
 pub struct ReconcilerSettings {
     /// Time between reads when the streams are idle (250 ms).
     pub interval: Duration,
-    /// Most entries read per batch, over all partitions: split evenly among
-    /// the partitions whose streams have entries (at least MIN_PER_PARTITION
-    /// each), so that one hot partition gets the whole batch. Under a
-    /// backlog the budget grows, up to MAX_GROWTH times this (see
-    /// `next_budget`); one partition is never asked for more than this.
+    /// About the most events read per batch, over all partitions: split
+    /// evenly among the partitions whose streams have entries (at least
+    /// MIN_PER_PARTITION each), so that one hot partition gets the whole
+    /// batch, and asked for in entries by the events an entry held last
+    /// time (see `entries_to_ask`). Under a backlog the budget grows, up to
+    /// MAX_GROWTH times this (see `next_budget`); one partition is never
+    /// asked for more than this.
     pub batch: usize,
     /// Lag above which a warning is logged.
     pub lag_alert: Duration,
@@ -68,6 +70,8 @@ pub struct Batch {
     /// Some partition gave as many entries as it was asked for: more may be
     /// waiting there, so the next batch is read at once.
     pub full: bool,
+    /// Stream entries read (each holds one or more events).
+    pub entries: usize,
 }
 
 impl Batch {
@@ -97,8 +101,13 @@ pub struct Reconciler {
     /// Whether entries read but not acknowledged may exist (at start, and
     /// after a failed batch): then they are read again before new ones.
     pending: bool,
-    /// Entries the next batch may read over all partitions (see `next_budget`).
+    /// Events the next batch may read over all partitions (see `next_budget`).
     budget: usize,
+    /// Events per stream entry in the last batch read (at least 1): a script
+    /// call writes one entry per partition with all its events there, a
+    /// dozen or more in a flash sale, so entries are asked for by the budget
+    /// divided by this.
+    events_per_entry: usize,
 }
 
 fn now_ms() -> i64 {
@@ -109,7 +118,7 @@ impl Reconciler {
     /// A reconciler for `engine`'s store writing to `db`.
     pub fn new(engine: Arc<Engine>, db: PgPool, settings: ReconcilerSettings, stats: Arc<ReconcileStats>) -> Self {
         let budget = settings.batch;
-        Self { engine, db, settings, stats, pending: true, budget }
+        Self { engine, db, settings, stats, pending: true, budget, events_per_entry: 1 }
     }
 
     /// Creates the consumer group on every partition's stream (and the
@@ -146,6 +155,9 @@ impl Reconciler {
         }
         batch.generation = generation;
         self.budget = next_budget(self.budget, batch.full, self.settings.batch);
+        if batch.entries > 0 {
+            self.events_per_entry = (batch.events.len() + batch.unreadable.len()).div_ceil(batch.entries).max(1);
+        }
         Ok(batch)
     }
 
@@ -159,7 +171,7 @@ impl Reconciler {
         if active.is_empty() {
             return Ok(Batch::default());
         }
-        let count = per_partition(self.budget, active.len(), self.settings.batch);
+        let count = entries_to_ask(self.budget, active.len(), self.settings.batch, self.events_per_entry);
         let mut conn = self.engine.connection().await?;
         let mut pipe = redis::pipe();
         for p in &active {
@@ -211,6 +223,7 @@ impl Reconciler {
             })
             .map_err(|detail| EngineError::Protocol { script: "XREADGROUP", detail })?;
             batch.full |= read >= count;
+            batch.entries += read;
         }
         Ok(batch)
     }
@@ -381,6 +394,14 @@ const MAX_GROWTH: usize = 8;
 /// hot partition's read stays as short as the configured batch makes it).
 fn per_partition(budget: usize, active: usize, batch: usize) -> usize {
     (budget / active.max(1)).clamp(MIN_PER_PARTITION.min(batch), batch.max(1))
+}
+
+/// Entries asked of each of `active` partitions: their share of the budget
+/// (`per_partition`, in events) over the events an entry held last time, at
+/// least one. A Postgres transaction then carries about the budget in
+/// events however many a script call put in one entry.
+fn entries_to_ask(budget: usize, active: usize, batch: usize, events_per_entry: usize) -> usize {
+    (per_partition(budget, active, batch) / events_per_entry.max(1)).max(1)
 }
 
 /// The budget of the next batch after one that came back `full` or not.
@@ -571,6 +592,15 @@ mod tests {
         assert_eq!(per_partition(5000, 1000, 5000), 16, "never fewer than 16 each");
         assert_eq!(per_partition(10, 256, 10), 10, "a batch below the floor: each gets all of it");
         assert_eq!(per_partition(1, 3, 1), 1);
+    }
+
+    #[test]
+    fn entries_are_asked_for_by_the_events_they_held_last_time() {
+        assert_eq!(entries_to_ask(2000, 1, 2000, 1), 2000, "one event per entry: as many entries");
+        assert_eq!(entries_to_ask(2000, 1, 2000, 12), 166, "a flash sale's entries of about a dozen");
+        assert_eq!(entries_to_ask(16_000, 256, 2000, 3), 20);
+        assert_eq!(entries_to_ask(2000, 1, 2000, 5000), 1, "never none");
+        assert_eq!(entries_to_ask(2000, 1, 2000, 0), 2000, "no ratio yet counts as one");
     }
 
     #[test]
