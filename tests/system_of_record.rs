@@ -321,7 +321,6 @@ async fn a_call_with_more_events_than_an_entry_holds_writes_them_all_in_order() 
         .map(|v| v.split('\t').nth(7).and_then(|n| n.parse().ok()).expect("on_hand after"))
         .collect();
     assert_eq!(on_hand, (1..=1201).collect::<Vec<i64>>(), "every event once, in order");
-    let _: () = redis::cmd("DEL").arg(&keys.ev).query_async(&mut conn).await.expect("del");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

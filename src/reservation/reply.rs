@@ -27,7 +27,8 @@ impl Reply {
                 let (Some(tag), Some(status), Some(header)) = (parts.next(), parts.next(), parts.next()) else {
                     return Err(EngineError::Protocol { script, detail: format!("order reply {text:?}") });
                 };
-                let items = [tag, status, header].map(|s| Value::BulkString(s.as_bytes().to_vec()));
+                // As text already checked: string() takes it without decoding again.
+                let items = [tag, status, header].map(|s| Value::SimpleString(s.to_owned()));
                 Ok(Self { script, items: Vec::from(items).into_iter() })
             }
             other => Err(EngineError::Protocol { script, detail: format!("expected an array, got {other:?}") }),
