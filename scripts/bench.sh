@@ -10,6 +10,9 @@
 #                              here (A/B runs: copy each build's binaries aside)
 #   scripts/bench.sh --scenario flash-sale|catalog   that scenario only
 #   scripts/bench.sh --skip-baseline                 stockd only, no baseline phase
+#   scripts/bench.sh --scenario S -- ARGS...         ARGS go to stockd-bench (over the
+#                              defaults above), e.g. the catalog's order mix:
+#                              -- --skus 10 --max-lines 1 --fulfil-pct 0 --release-pct 0
 #   (scripts/bench-ab.sh alternates two builds with these options)
 #
 # Starts its own redis-server on a free port (so nothing else on a shared Redis
@@ -34,7 +37,8 @@ while [ $# -gt 0 ]; do
       case ${2:-} in flash-sale | catalog) scenarios=$2 ;; *) die "--scenario: flash-sale or catalog" ;; esac
       shift 2 ;;
     --skip-baseline) extra+=(--skip-baseline); shift ;;
-    *) die "usage: scripts/bench.sh [--smoke] [--bin DIR] [--scenario flash-sale|catalog] [--skip-baseline]" ;;
+    --) shift; extra+=("$@"); set --; break ;;
+    *) die "usage: scripts/bench.sh [--smoke] [--bin DIR] [--scenario flash-sale|catalog] [--skip-baseline] [-- ARGS...]" ;;
   esac
 done
 
@@ -76,8 +80,13 @@ for scenario in $scenarios; do
   if $smoke; then
     args=(--smoke --strict)
   else
-    args=(--concurrency 64 --duration 10s)
-    [ "$scenario" = catalog ] && args+=(--skus 100000 --locations 3)
+    args=()
+    # The defaults, each unless ARGS name it (stockd-bench takes a flag once).
+    for default in --concurrency=64 --duration=10s --skus=100000 --locations=3; do
+      flag=${default%%=*}
+      case $flag in --skus | --locations) [ "$scenario" = catalog ] || continue ;; esac
+      [[ " ${extra[*]-} " == *" $flag "* ]] || args+=("$flag" "${default#*=}")
+    done
   fi
   [ "$scenario" = catalog ] && args+=(--redis-url "$redis_url" --redis-prefix stockd)
   "$bin/stockd-bench" "$scenario" "${common[@]}" "${args[@]}" ${extra[@]+"${extra[@]}"}

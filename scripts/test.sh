@@ -72,5 +72,6 @@ step scripts/bench.sh --smoke
 step scripts/bench-ab.sh target/debug target/debug --rounds 1 --smoke
 step scripts/lua-cost.sh --smoke
 step scripts/reconcile-drain.sh --smoke
+step scripts/bench-floor.sh --smoke
 
-say "scripts/test.sh: all checks passed (fmt, clippy, tests, README smoke, helm, bench smoke, A/B smoke, Lua cost smoke, drain smoke) in $((SECONDS - started)) s"
+say "scripts/test.sh: all checks passed (fmt, clippy, tests, README smoke, helm, bench smoke, A/B smoke, Lua cost smoke, drain smoke, floor smoke) in $((SECONDS - started)) s"

@@ -51,14 +51,42 @@ pub struct CatalogArgs {
     /// Hold length of the orders left to expire.
     #[arg(long, default_value = "1s", value_parser = crate::parse_duration)]
     pub expire_ttl: Duration,
+    /// Most lines per order (each order has 1..=N, uniformly). With
+    /// --max-lines 1 and --fulfil-pct 0 --release-pct 0 every request is a
+    /// one-line reservation, as in the flash sale, but spread over the
+    /// catalog: what the number of SKUs alone costs.
+    #[arg(long, default_value_t = 5)]
+    pub max_lines: usize,
+    /// Share of orders committed then fulfilled, in percent.
+    #[arg(long, default_value_t = 60)]
+    pub fulfil_pct: u32,
+    /// Share of orders released (cancelled), in percent; the rest is left to expire.
+    #[arg(long, default_value_t = 25)]
+    pub release_pct: u32,
 }
 
-/// Share of orders committed then fulfilled, in percent.
-const FULFIL_PCT: u32 = 60;
-/// Share released (cancelled); the rest is left to expire.
-const RELEASE_PCT: u32 = 25;
-/// Most lines per order (at least 1).
-const MAX_LINES: usize = 5;
+/// What orders look like: how many lines, and what becomes of them.
+#[derive(Debug, Clone, Copy)]
+struct Mix {
+    /// Most lines per order (at least 1).
+    max_lines: usize,
+    /// Share of orders committed then fulfilled, in percent.
+    fulfil_pct: u32,
+    /// Share released (cancelled); the rest is left to expire.
+    release_pct: u32,
+}
+
+impl Mix {
+    /// The mix the arguments ask for, checked.
+    fn from_args(args: &CatalogArgs) -> anyhow::Result<Self> {
+        anyhow::ensure!((1..=20).contains(&args.max_lines), "--max-lines must be 1..=20");
+        anyhow::ensure!(
+            args.fulfil_pct + args.release_pct <= 100,
+            "--fulfil-pct and --release-pct must add up to at most 100"
+        );
+        Ok(Self { max_lines: args.max_lines, fulfil_pct: args.fulfil_pct, release_pct: args.release_pct })
+    }
+}
 /// Hold length of orders that will be committed or released right away.
 const HOLD_TTL: Duration = Duration::from_secs(120);
 /// Longest wait for the reconciler to drain the streams before a memory reading.
@@ -87,19 +115,21 @@ enum Fate {
     Expire,
 }
 
-/// Draws orders: 1..=MAX_LINES distinct SKU ranks by Zipf popularity, and a fate.
+/// Draws orders: 1..=max_lines distinct SKU ranks by Zipf popularity, and a fate.
 struct OrderGen {
     zipf: Arc<Zipf>,
+    mix: Mix,
     rng: StdRng,
 }
 
 impl OrderGen {
-    fn new(zipf: Arc<Zipf>, seed: u64) -> Self {
-        Self { zipf, rng: StdRng::seed_from_u64(seed) }
+    fn new(zipf: Arc<Zipf>, mix: Mix, seed: u64) -> Self {
+        Self { zipf, mix, rng: StdRng::seed_from_u64(seed) }
     }
 
     fn next(&mut self) -> (Vec<usize>, Fate) {
-        let want = self.rng.random_range(1..=MAX_LINES).min(self.zipf.len());
+        let Mix { max_lines, fulfil_pct, release_pct } = self.mix;
+        let want = self.rng.random_range(1..=max_lines).min(self.zipf.len());
         let mut ranks = Vec::with_capacity(want);
         // Popular SKUs repeat often; a bounded number of redraws keeps the
         // lines distinct without looping forever on tiny catalogs.
@@ -113,9 +143,9 @@ impl OrderGen {
             }
         }
         let roll = self.rng.random_range(0..100);
-        let fate = if roll < FULFIL_PCT {
+        let fate = if roll < fulfil_pct {
             Fate::Fulfil
-        } else if roll < FULFIL_PCT + RELEASE_PCT {
+        } else if roll < fulfil_pct + release_pct {
             Fate::Release
         } else {
             Fate::Expire
@@ -140,6 +170,7 @@ pub async fn run(args: &CatalogArgs) -> anyhow::Result<Outcome> {
     anyhow::ensure!(skus > 0, "--skus must be positive");
     anyhow::ensure!((1..=100).contains(&args.locations), "--locations must be 1..=100");
     anyhow::ensure!(args.expire_ttl >= Duration::from_secs(1), "--expire-ttl must be at least 1s");
+    let mix = Mix::from_args(args)?;
     let holds = args.active_holds.unwrap_or(if c.smoke { 200 } else { 10_000 });
     let setup_conc = args.setup_concurrency.unwrap_or(n.max(32));
     let run = run_id();
@@ -153,9 +184,13 @@ pub async fn run(args: &CatalogArgs) -> anyhow::Result<Outcome> {
         None => None,
     };
     progress!(
-        "catalog {run}: {skus} SKUs x {} locations, zipf s={}, {n} workers on {} connections, {:.1} s per phase",
+        "catalog {run}: {skus} SKUs x {} locations, zipf s={}, orders of 1-{} lines ({}% fulfilled, {}% released, \
+         the rest left to expire), {n} workers on {} connections, {:.1} s per phase",
         args.locations,
         args.zipf_s,
+        mix.max_lines,
+        mix.fulfil_pct,
+        mix.release_pct,
         clients.len(),
         duration.as_secs_f64()
     );
@@ -217,7 +252,7 @@ pub async fn run(args: &CatalogArgs) -> anyhow::Result<Outcome> {
     let lag = LagSampler::start(&c.database_url, c.stockd_schema.as_deref()).await?;
     let stockd = load::run("stockd", n, duration, c.settle, |w, deadline| {
         let mut client = clients.reservations(w);
-        let mut orders = OrderGen::new(zipf.clone(), seed.wrapping_add(w as u64));
+        let mut orders = OrderGen::new(zipf.clone(), mix, seed.wrapping_add(w as u64));
         let names = names.clone();
         let prefix = format!("bc-{run}-{w}-");
         async move {
@@ -423,6 +458,7 @@ async fn run_baseline(
     run: &str,
 ) -> anyhow::Result<Measured> {
     let n = c.concurrency();
+    let mix = Mix::from_args(args)?;
     progress!("baseline: {n} connections to Postgres, schema {}", c.baseline_schema);
     let b = Baseline::create(&c.database_url, &c.baseline_schema, u32::try_from(n)?).await?;
     b.stock_many(sku_prefix, names.len(), LOCATION_PREFIX, args.locations, args.on_hand).await?;
@@ -432,7 +468,7 @@ async fn run_baseline(
     let expire_s = args.expire_ttl.as_secs_f64();
     let measured = load::run("baseline", n, c.duration(), c.settle, |w, deadline| {
         let b = b.clone();
-        let mut orders = OrderGen::new(zipf.clone(), seed.wrapping_add(w as u64));
+        let mut orders = OrderGen::new(zipf.clone(), mix, seed.wrapping_add(w as u64));
         let names = names.clone();
         let location = location.clone();
         let prefix = format!("bc-{run}-{w}-");
@@ -482,14 +518,16 @@ async fn run_baseline(
 mod tests {
     use super::*;
 
+    const DEFAULT_MIX: Mix = Mix { max_lines: 5, fulfil_pct: 60, release_pct: 25 };
+
     #[test]
     fn orders_have_one_to_five_distinct_lines_and_the_configured_mix() {
         let zipf = Arc::new(Zipf::new(1000, 1.0).expect("valid"));
-        let mut orders = OrderGen::new(zipf, 42);
+        let mut orders = OrderGen::new(zipf, DEFAULT_MIX, 42);
         let mut fates = [0u32; 3];
         for _ in 0..10_000 {
             let (ranks, fate) = orders.next();
-            assert!((1..=MAX_LINES).contains(&ranks.len()), "{ranks:?}");
+            assert!((1..=5).contains(&ranks.len()), "{ranks:?}");
             let mut d = ranks.clone();
             d.sort_unstable();
             d.dedup();
@@ -502,7 +540,39 @@ mod tests {
 
     #[test]
     fn a_one_sku_catalog_makes_one_line_orders() {
-        let mut orders = OrderGen::new(Arc::new(Zipf::new(1, 1.0).expect("valid")), 1);
+        let mut orders = OrderGen::new(Arc::new(Zipf::new(1, 1.0).expect("valid")), DEFAULT_MIX, 1);
         assert!((0..100).all(|_| orders.next().0 == vec![0]));
+    }
+
+    #[test]
+    fn a_reserve_only_one_line_mix_makes_one_line_orders_left_to_expire() {
+        let zipf = Arc::new(Zipf::new(1000, 1.0).expect("valid"));
+        let mut orders = OrderGen::new(zipf, Mix { max_lines: 1, fulfil_pct: 0, release_pct: 0 }, 7);
+        for _ in 0..1000 {
+            let (ranks, fate) = orders.next();
+            assert_eq!(ranks.len(), 1);
+            assert_eq!(fate, Fate::Expire);
+        }
+    }
+
+    fn mix_of(args: &[&str]) -> anyhow::Result<Mix> {
+        use clap::Parser;
+        let cli = crate::Cli::try_parse_from(["stockd-bench", "catalog"].iter().chain(args))?;
+        match cli.scenario {
+            crate::Scenario::Catalog(a) => Mix::from_args(&a),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_mix_arguments_are_checked() {
+        let m = mix_of(&[]).expect("the defaults");
+        assert_eq!((m.max_lines, m.fulfil_pct, m.release_pct), (5, 60, 25));
+        let m = mix_of(&["--max-lines", "1", "--fulfil-pct", "0", "--release-pct", "100"]).expect("valid");
+        assert_eq!((m.max_lines, m.fulfil_pct, m.release_pct), (1, 0, 100));
+        for bad in [&["--max-lines", "0"][..], &["--max-lines", "21"], &["--fulfil-pct", "60", "--release-pct", "41"]] {
+            let e = mix_of(bad).expect_err("refused").to_string();
+            assert!(e.contains("--max-lines") || e.contains("add up to at most 100"), "{bad:?}: {e}");
+        }
     }
 }

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use clap::Args;
 use stockd::grpc::proto;
+use stockd::grpc::proto::reservation_service_client::ReservationServiceClient;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::baseline::{Baseline, Reserved};
-use crate::client::{Clients, oversold_units};
+use crate::client::{Clients, Svc, oversold_units};
 use crate::lag::LagSampler;
 use crate::load::{self, Measured, Recorder};
 use crate::redis_probe::{self, RedisProbe};
@@ -81,33 +82,7 @@ pub async fn run(args: &FlashSaleArgs) -> anyhow::Result<Outcome> {
         args.stock.is_none().then(|| tokio::spawn(restock(clients.clone(), sku.clone(), run.clone(), stop.clone())));
     let lag = LagSampler::start(&c.database_url, c.stockd_schema.as_deref()).await?;
     let stockd = load::run("stockd", n, duration, c.settle, |w, deadline| {
-        let mut client = clients.reservations(w);
-        let sku = sku.clone();
-        let prefix = format!("fs-{run}-{w}-");
-        async move {
-            let mut rec = Recorder::new();
-            let mut seq = 0u64;
-            while Instant::now() < deadline {
-                seq += 1;
-                let req = proto::ReserveRequest {
-                    order_id: format!("{prefix}{seq}"),
-                    lines: vec![proto::ReserveLine { sku: sku.clone(), quantity: 1, location_id: String::new() }],
-                    ttl: None,
-                    channel: String::new(),
-                };
-                if let Some(resp) = rec.call(client.reserve(req)).await {
-                    match resp.into_inner().outcome() {
-                        proto::ReserveOutcome::Reserved => {
-                            rec.count("reserved");
-                            rec.add(report::LINES, 1);
-                        }
-                        proto::ReserveOutcome::InsufficientStock => rec.count("insufficient"),
-                        other => rec.error(format!("unexpected outcome {}", other.as_str_name())),
-                    }
-                }
-            }
-            rec
-        }
+        buyer(clients.reservations(w), sku.clone(), format!("fs-{run}-{w}-"), deadline)
     })
     .await?;
     let lag = LagSampler::finish(lag).await?;
@@ -152,6 +127,39 @@ pub async fn run(args: &FlashSaleArgs) -> anyhow::Result<Outcome> {
     let mut summary = Summary::new("flash-sale", n, &stockd, oversold, baseline.as_ref());
     summary.reconcile_lag_ms = lag;
     Ok(Outcome { summary, notes })
+}
+
+/// One buyer: reserves 1 unit of `sku` under order ids `<prefix>1`, `<prefix>2`,
+/// ... one call after the other until `deadline`. The floor scenario runs the
+/// same buyers, so both measure the same client work.
+pub async fn buyer(
+    mut client: ReservationServiceClient<Svc>,
+    sku: String,
+    prefix: String,
+    deadline: Instant,
+) -> Recorder {
+    let mut rec = Recorder::new();
+    let mut seq = 0u64;
+    while Instant::now() < deadline {
+        seq += 1;
+        let req = proto::ReserveRequest {
+            order_id: format!("{prefix}{seq}"),
+            lines: vec![proto::ReserveLine { sku: sku.clone(), quantity: 1, location_id: String::new() }],
+            ttl: None,
+            channel: String::new(),
+        };
+        if let Some(resp) = rec.call(client.reserve(req)).await {
+            match resp.into_inner().outcome() {
+                proto::ReserveOutcome::Reserved => {
+                    rec.count("reserved");
+                    rec.add(report::LINES, 1);
+                }
+                proto::ReserveOutcome::InsufficientStock => rec.count("insufficient"),
+                other => rec.error(format!("unexpected outcome {}", other.as_str_name())),
+            }
+        }
+    }
+    rec
 }
 
 /// Tops the SKU up by RESTOCK_UNITS whenever available falls below

@@ -7,6 +7,8 @@
 //! - `catalog`: many SKUs, Zipf popularity, multi-line orders through their
 //!   whole lifecycle, and Redis memory per SKU-location and per hold.
 //! - `baseline`: the seed's transaction on its own tables, same workers.
+//! - `floor`: a server that answers Reserve at once or after one bare Redis
+//!   script call, and the flash sale's buyers against it.
 //! - `client`: gRPC connections and the setup calls; `load`: closed-loop
 //!   workers and HdrHistogram latencies; `redis_probe`: read-only Redis
 //!   figures (INFO, MEMORY USAGE); `zipf`: the popularity sampler;
@@ -17,6 +19,7 @@ mod catalog;
 mod client;
 mod cpu;
 mod flash_sale;
+mod floor;
 mod lag;
 mod load;
 mod redis_probe;
@@ -45,6 +48,12 @@ enum Scenario {
     /// S SKUs at L locations, Zipf popularity, 1-5 lines per order, each
     /// order fulfilled, released or left to expire.
     Catalog(catalog::CatalogArgs),
+    /// The flash sale's buyers against a floor server (no setup, nothing
+    /// read back): what the machine gives a server that does almost nothing.
+    Floor(floor::FloorArgs),
+    /// Serves Reserve only, answering at once or after one bare hold
+    /// script call in Redis, until interrupted (the target of `floor`).
+    FloorServer(floor::FloorServerArgs),
 }
 
 /// Settings both scenarios take.
@@ -164,6 +173,16 @@ async fn main() -> ExitCode {
     let (common, result) = match cli.scenario {
         Scenario::FlashSale(a) => (a.common.clone(), flash_sale::run(&a).await),
         Scenario::Catalog(a) => (a.common.clone(), catalog::run(&a).await),
+        Scenario::Floor(a) => (a.common.clone(), floor::run(&a).await),
+        Scenario::FloorServer(a) => {
+            return match floor::serve(&a).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("stockd-bench: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
     };
     let outcome = match result {
         Ok(o) => o,
@@ -186,8 +205,9 @@ async fn main() -> ExitCode {
     }
     println!("{json}");
     let s = &outcome.summary;
-    if common.strict && (s.errors > 0 || s.oversold > 0) {
-        eprintln!("stockd-bench: --strict: {} errors, {} oversold", s.errors, s.oversold);
+    let oversold = s.oversold.unwrap_or(0);
+    if common.strict && (s.errors > 0 || oversold > 0) {
+        eprintln!("stockd-bench: --strict: {} errors, {oversold} oversold", s.errors);
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS

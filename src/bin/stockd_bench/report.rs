@@ -10,7 +10,7 @@ use crate::load::Measured;
 /// The JSON summary. Field names and order are the contract.
 #[derive(Debug, Serialize)]
 pub struct Summary {
-    /// `flash-sale` or `catalog`.
+    /// `flash-sale`, `catalog` or `floor`.
     pub scenario: &'static str,
     /// Workers (requests in flight).
     pub concurrency: usize,
@@ -31,8 +31,9 @@ pub struct Summary {
     pub p999_ms: f64,
     /// Requests that failed (gRPC error, or an outcome the scenario rules out).
     pub errors: u64,
-    /// Units promised beyond stock, read back from the server after the run.
-    pub oversold: i64,
+    /// Units promised beyond stock, read back from the server after the run;
+    /// null for the floor, which keeps no levels to read back.
+    pub oversold: Option<i64>,
     /// The seed's Postgres transaction at the same concurrency and duration;
     /// null when skipped.
     pub baseline: Option<BaselineSummary>,
@@ -100,7 +101,7 @@ impl Summary {
             p99_ms: round(stockd.rec.quantile_ms(0.99), 3),
             p999_ms: round(stockd.rec.quantile_ms(0.999), 3),
             errors: stockd.rec.errors,
-            oversold,
+            oversold: Some(oversold),
             baseline,
             ratio_vs_baseline: ratio,
             reconcile_lag_ms: None,

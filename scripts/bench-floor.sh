@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The machine's floor under the flash sale: the same buyers (stockd-bench, 64
+# workers on 8 connections) against, in turn,
+#   grpc-only     a server that answers Reserve at once (stockd-bench floor-server)
+#   grpc+script   the same server running one bare hold script in Redis per
+#                 Reserve (src/bin/stockd_bench/floor_hold.lua: one EVALSHA
+#                 per request on one multiplexed connection)
+#   stockd-norec  stockd with STOCKD_RECONCILER=off (Redis only, no Postgres writes)
+#   stockd        stockd as it runs (reconciler on)
+# in rounds, in the same sitting, then each run and the medians. stockd's
+# latency is to be read against the floors': the first two do none of stockd's
+# work, so what they reach is what this machine gives any server at this load.
+#
+#   scripts/bench-floor.sh [--rounds N] [--bin DIR]   release build, 10 s each, 3 rounds
+#   scripts/bench-floor.sh --smoke   debug build, 2 s each, 1 round, 8 workers:
+#                                    proves the tool works (scripts/test.sh runs it)
+#
+# The stockd phases are scripts/bench.sh --scenario flash-sale --skip-baseline.
+# Starts its own redis-server and servers on free ports; touches no other.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$STOCKD_REPO"
+
+rounds=3
+bin=
+smoke=false
+usage="usage: scripts/bench-floor.sh [--rounds N] [--bin DIR] [--smoke]"
+while [ $# -gt 0 ]; do
+  case $1 in
+    --rounds) rounds=${2:-}; shift 2 ;;
+    --bin) bin=${2:?--bin needs a directory}; shift 2 ;;
+    --smoke) smoke=true; rounds=1; shift ;;
+    *) die "$usage" ;;
+  esac
+done
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive whole number"
+
+stockd_trap_cleanup
+ensure_packages
+if [ -z "$bin" ]; then
+  if $smoke; then
+    cargo build --bins --quiet
+    bin=target/debug
+  else
+    cargo build --release --bins --quiet
+    bin=target/release
+  fi
+fi
+[ -x "$bin/stockd" ] && [ -x "$bin/stockd-bench" ] || die "$bin has no stockd and stockd-bench"
+bin=$(cd "$bin" && pwd)
+bench_opts=(--bin "$bin" --scenario flash-sale --skip-baseline)
+floor_opts=()
+if $smoke; then
+  bench_opts+=(--smoke)
+  floor_opts+=(--smoke --strict)
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/stockd-floor.XXXXXX")
+stockd_on_exit "rm -rf '$work'"
+# Under its own name, so the CPU figures tell the server from the load generator.
+ln -s "$bin/stockd-bench" "$work/stockd-floor"
+bench_redis stockd-floor
+floor_redis=redis://127.0.0.1:$BENCH_REDIS_PORT
+
+# One floor phase: serve (with the extra arguments), drive, stop. Prints the summary.
+floor() {
+  local label=$1 port pid summary
+  shift
+  port=$(free_port)
+  "$work/stockd-floor" floor-server --listen "127.0.0.1:$port" "$@" 2>"$work/server.log" &
+  pid=$!
+  for _ in $(seq 1 100); do
+    port_in_use "$port" && break
+    kill -0 "$pid" 2>/dev/null || { cat "$work/server.log" >&2; die "floor-server exited"; }
+    sleep 0.1
+  done
+  summary=$("$bin/stockd-bench" floor --grpc "127.0.0.1:$port" --label "$label" --json ${floor_opts[@]+"${floor_opts[@]}"} |
+    tail -n 1) || { kill "$pid" 2>/dev/null; die "stockd-bench floor ($label) failed"; }
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  echo "$summary"
+}
+
+stockd_phase() {
+  scripts/bench.sh "${bench_opts[@]}" | grep '^{' | tail -n 1
+}
+
+results=$work/results
+for round in $(seq 1 "$rounds"); do
+  say "round $round/$rounds: grpc-only"
+  printf 'grpc-only\t%s\n' "$(floor grpc-only)" >>"$results"
+  say "round $round/$rounds: grpc+script"
+  printf 'grpc+script\t%s\n' "$(floor grpc+script --redis-url "$floor_redis")" >>"$results"
+  say "round $round/$rounds: stockd, reconciler off"
+  printf 'stockd-norec\t%s\n' "$(STOCKD_RECONCILER=off stockd_phase)" >>"$results"
+  say "round $round/$rounds: stockd"
+  printf 'stockd\t%s\n' "$(stockd_phase)" >>"$results"
+done
+
+python3 - "$results" <<'PY'
+import json, statistics, sys
+order = ['grpc-only', 'grpc+script', 'stockd-norec', 'stockd']
+runs = {k: [] for k in order}
+for line in open(sys.argv[1]):
+    label, _, summary = line.rstrip('\n').partition('\t')
+    d = json.loads(summary)
+    if d['errors']:
+        sys.exit(f'{label}: {d["errors"]} errors')
+    runs[label].append(d)
+def figures(d):
+    cpu = d.get('cpu', {}).get('by_process', {})
+    return {
+        'req/s': d['throughput_rps'], 'p50 ms': d['p50_ms'], 'p99 ms': d['p99_ms'], 'p99.9 ms': d['p999_ms'],
+        'server %': cpu.get('stockd', 0.0) + cpu.get('stockd-floor', 0.0), 'redis %': cpu.get('redis-server', 0.0),
+        'postgres %': cpu.get('postgres', 0.0), 'bench %': cpu.get('stockd-bench', 0.0),
+    }
+cols = list(figures(runs['grpc-only'][0]).keys())
+print(f'{"run":<16}' + ''.join(f'{c:>11}' for c in cols))
+for k in order:
+    for i, d in enumerate(runs[k], 1):
+        f = figures(d)
+        print(f'{k + " " + str(i):<16}' + ''.join(f'{f[c]:>11,.1f}' for c in cols))
+print(f'medians of {len(runs["stockd"])} round(s):')
+for k in order:
+    med = {c: statistics.median(figures(d)[c] for d in runs[k]) for c in cols}
+    print(f'{k:<16}' + ''.join(f'{med[c]:>11,.1f}' for c in cols))
+PY
+$smoke && echo "bench-floor smoke: 4 phases passed"
