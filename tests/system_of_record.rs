@@ -155,9 +155,16 @@ async fn after_a_burst_of_mixed_operations_ledger_snapshot_and_redis_agree() {
     }
 }
 
-/// The ledger's sums as the reconciler keeps them.
+/// The ledger's sums as the reconciler keeps them, beside the snapshot.
 async fn kept_sums(db: &sqlx::PgPool) -> Levels {
-    levels_in(db, "ledger_totals").await
+    let rows: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT sku, location_id, ledger_on_hand, ledger_reserved, ledger_committed, ledger_in_transit
+         FROM stock_levels",
+    )
+    .fetch_all(db)
+    .await
+    .expect("kept sums");
+    rows.into_iter().map(|(s, l, a, b, c, d)| ((s, l), (a, b, c, d))).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,10 +175,12 @@ async fn the_periodic_check_reads_the_kept_sums_and_stockd_check_repairs_them_fr
     mixed_burst(&app).await;
     app.wait_reconciled().await;
     let before = snapshot(&db).await;
-    sqlx::query("UPDATE ledger_totals SET reserved = reserved + 3 WHERE sku = 'A' AND location_id = 'WH1'")
-        .execute(&db)
-        .await
-        .expect("damage");
+    sqlx::query(
+        "UPDATE stock_levels SET ledger_reserved = ledger_reserved + 3 WHERE sku = 'A' AND location_id = 'WH1'",
+    )
+    .execute(&db)
+    .await
+    .expect("damage");
     let at =
         |ms: &[stockd::ledger::Mismatch]| ms.iter().map(|m| format!("{}@{}", m.sku, m.location_id)).collect::<Vec<_>>();
 
@@ -793,6 +802,54 @@ async fn a_store_filled_before_the_collation_migration_reads_the_same_after_it()
     .await
     .expect("collations");
     assert!(not_bytewise.is_empty(), "identifier columns under the database locale: {not_bytewise:?}");
+    pool.close().await;
+    common::cleanup(config);
+}
+
+/// Migration …0011 moves the kept sums into the snapshot's rows as they
+/// were (a drift they show survives the move), gives a sum without a
+/// snapshot row one with the snapshot at zero, and drops ledger_totals.
+#[tokio::test]
+async fn the_kept_sums_move_beside_the_snapshot_as_they_were() {
+    const SUMS_BESIDE: i64 = 20261130000011;
+    let config = common::test_config();
+    let pool = stockd::db::connect(&config).await.expect("postgres");
+    let schema = config.database_schema.clone().expect("a test schema");
+    sqlx::query(&format!("CREATE SCHEMA \"{schema}\"")).execute(&pool).await.expect("schema");
+    let before = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(
+            stockd::db::MIGRATOR.iter().filter(|m| m.version < SUMS_BESIDE).cloned().collect(),
+        ),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    before.run(&pool).await.expect("earlier migrations");
+    sqlx::raw_sql(
+        "INSERT INTO ledger (partition, stream_ms, stream_seq, kind, sku, location_id, on_hand_delta,
+                             reserved_delta, committed_delta, in_transit_delta, occurred_at)
+             VALUES (1, 1, 0, 'adjust', 'A', 'WH1', 10, 0, 0, 0, now()),
+                    (1, 2, 0, 'reserve', 'A', 'WH1', 0, 2, 0, 0, now()),
+                    (2, 1, 0, 'adjust', 'B', 'WH1', 4, 0, 0, 0, now());
+         INSERT INTO stock_levels (sku, location_id, on_hand, reserved, committed, in_transit, partition,
+                                   stream_ms, stream_seq)
+             VALUES ('A', 'WH1', 10, 2, 0, 0, 1, 2, 0);
+         INSERT INTO ledger_totals (sku, location_id, on_hand, reserved, committed, in_transit)
+             VALUES ('A', 'WH1', 10, 5, 0, 0), ('B', 'WH1', 4, 0, 0, 0);",
+    )
+    .execute(&pool)
+    .await
+    .expect("rows as the earlier schema holds them");
+
+    stockd::db::migrate(&pool, &config).await.expect("the latest migrations");
+
+    let sums = kept_sums(&pool).await;
+    assert_eq!(sums.get(&("A".into(), "WH1".into())), Some(&(10, 5, 0, 0)), "moved as it was, drift and all");
+    assert_eq!(sums.get(&("B".into(), "WH1".into())), Some(&(4, 0, 0, 0)));
+    let snap = snapshot(&pool).await;
+    assert_eq!(snap.get(&("A".into(), "WH1".into())), Some(&(10, 2, 0, 0)), "the snapshot itself unchanged");
+    assert_eq!(snap.get(&("B".into(), "WH1".into())), Some(&(0, 0, 0, 0)), "a row for the sum without one");
+    let gone: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('ledger_totals')::text").fetch_one(&pool).await.expect("regclass");
+    assert_eq!(gone, None);
     pool.close().await;
     common::cleanup(config);
 }

@@ -1,7 +1,7 @@
 //! The drift check: Redis levels against the Postgres snapshot, and the
 //! snapshot against the ledger: its sums as the reconciler keeps them
-//! (`ledger_totals`, the periodic check: its cost grows with the catalog, not
-//! with the ledger's history), or the ledger replayed from zero (`stockd
+//! (`stock_levels.ledger_*`, beside the snapshot; the periodic check: its
+//! cost grows with the catalog, not with the ledger's history), or the ledger replayed from zero (`stockd
 //! check`, which also checks those sums). Differences are listed;
 //! `repair_snapshot` fixes the snapshot (and the sums) from the ledger where
 //! the ledger agrees with Redis, and refuses to guess where it does not.
@@ -38,7 +38,7 @@ pub struct Mismatch {
 /// What the snapshot is compared with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LedgerSide {
-    /// The sums the reconciler keeps with every batch (`ledger_totals`).
+    /// The sums the reconciler keeps with every batch (`stock_levels.ledger_*`).
     Totals,
     /// The whole ledger summed anew; the kept sums are compared with it too.
     Replayed,
@@ -59,6 +59,8 @@ pub struct DriftReport {
 type Key = (String, String);
 /// A row of levels per SKU-location, as queried.
 type LevelsRow = (String, String, i64, i64, i64, i64);
+/// A snapshot row: the levels and the ledger's sums kept beside them.
+type SnapshotRow = (String, String, i64, i64, i64, i64, i64, i64, i64, i64);
 
 fn levels((oh, rs, cm, it): (i64, i64, i64, i64)) -> Levels {
     Levels { on_hand: oh, reserved: rs, committed: cm, in_transit: it }
@@ -71,14 +73,13 @@ pub async fn check_drift(engine: &Engine, db: &PgPool, side: LedgerSide) -> anyh
     // Snapshot and ledger from one consistent view.
     let mut tx = db.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
-    let snap: Vec<LevelsRow> =
-        sqlx::query_as("SELECT sku, location_id, on_hand, reserved, committed, in_transit FROM stock_levels")
-            .fetch_all(&mut *tx)
-            .await?;
-    let totals: Vec<LevelsRow> =
-        sqlx::query_as("SELECT sku, location_id, on_hand, reserved, committed, in_transit FROM ledger_totals")
-            .fetch_all(&mut *tx)
-            .await?;
+    let rows: Vec<SnapshotRow> = sqlx::query_as(
+        "SELECT sku, location_id, on_hand, reserved, committed, in_transit,
+                ledger_on_hand, ledger_reserved, ledger_committed, ledger_in_transit
+         FROM stock_levels",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     let replayed: Option<Vec<LevelsRow>> = match side {
         LedgerSide::Totals => None,
         LedgerSide::Replayed => Some(
@@ -94,12 +95,14 @@ pub async fn check_drift(engine: &Engine, db: &PgPool, side: LedgerSide) -> anyh
     let skus: Vec<String> = sqlx::query_scalar("SELECT sku FROM skus ORDER BY sku").fetch_all(&mut *tx).await?;
     tx.commit().await?;
 
-    let snap: BTreeMap<Key, Levels> =
-        snap.into_iter().map(|(s, l, a, b, c, d)| ((s, l), levels((a, b, c, d)))).collect();
+    let (mut snap, mut totals) = (BTreeMap::new(), BTreeMap::new());
+    for (sku, loc, oh, rs, cm, it, sum_oh, sum_rs, sum_cm, sum_it) in rows {
+        snap.insert((sku.clone(), loc.clone()), levels((oh, rs, cm, it)));
+        totals.insert((sku, loc), levels((sum_oh, sum_rs, sum_cm, sum_it)));
+    }
     let by_key = |rows: Vec<LevelsRow>| -> BTreeMap<Key, Levels> {
         rows.into_iter().map(|(s, l, a, b, c, d)| ((s, l), levels((a, b, c, d)))).collect()
     };
-    let totals = by_key(totals);
     let ledger = replayed.map_or_else(|| totals.clone(), by_key);
     let mut redis: BTreeMap<Key, Levels> = BTreeMap::new();
     let parsed: Vec<Sku> = skus.iter().filter_map(|s| Sku::parse(s.as_str()).ok()).collect();
@@ -171,23 +174,24 @@ pub async fn repair_snapshot(db: &PgPool, report: &DriftReport) -> anyhow::Resul
         .bind(l.in_transit)
         .execute(&mut *tx)
         .await?;
-        // The sums anew from this SKU-location's rows (ledger_by_sku), with
-        // the sums' row locked first: a reconciler batch adding to it waits,
-        // and its rows, not yet committed, are added after this. (The row is
-        // made first if missing, so that there is one to lock.)
-        for sql in [
-            "INSERT INTO ledger_totals (sku, location_id, on_hand, reserved, committed, in_transit)
-             VALUES ($1, $2, 0, 0, 0, 0) ON CONFLICT DO NOTHING",
-            "SELECT 1 FROM ledger_totals WHERE sku = $1 AND location_id = $2 FOR UPDATE",
-            "UPDATE ledger_totals AS t SET on_hand = l.oh, reserved = l.rs, committed = l.cm, in_transit = l.it
+        // The sums anew from this SKU-location's rows (ledger_by_sku). The
+        // statement above locked the row: a reconciler batch adding to it
+        // waits, and its rows, not yet committed, are added after this; one
+        // that committed first is in the sums, as this statement reads the
+        // ledger as it is once the lock is had.
+        sqlx::query(
+            "UPDATE stock_levels AS t SET ledger_on_hand = l.oh, ledger_reserved = l.rs, ledger_committed = l.cm,
+                 ledger_in_transit = l.it
              FROM (SELECT coalesce(sum(on_hand_delta), 0)::bigint AS oh, coalesce(sum(reserved_delta), 0)::bigint AS rs,
                           coalesce(sum(committed_delta), 0)::bigint AS cm,
                           coalesce(sum(in_transit_delta), 0)::bigint AS it
                    FROM ledger WHERE sku = $1 AND location_id = $2) AS l
              WHERE t.sku = $1 AND t.location_id = $2",
-        ] {
-            sqlx::query(sql).bind(&m.sku).bind(&m.location_id).execute(&mut *tx).await?;
-        }
+        )
+        .bind(&m.sku)
+        .bind(&m.location_id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         repaired.push(m.clone());
     }

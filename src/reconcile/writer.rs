@@ -15,8 +15,6 @@ use super::event::{Event, StockEvent, StreamPos};
 pub struct Applied {
     /// Ledger rows inserted (events seen before are not counted).
     pub ledger_rows: u64,
-    /// SKU-locations whose snapshot moved.
-    pub levels: u64,
     /// Of the new ledger rows, expiries.
     pub expiries: u64,
     /// The batch was read under another store generation (Redis was
@@ -120,14 +118,13 @@ async fn write_batch(
         })
         .collect();
     let fresh = insert_ledger(&mut tx, &stock, mode).await?;
-    let levels = upsert_levels(&mut tx, &fresh).await?;
-    add_to_totals(&mut tx, &fresh).await?;
+    upsert_levels(&mut tx, &fresh).await?;
     record_reservations(&mut tx, &fresh).await?;
     record_operations(&mut tx, &fresh).await?;
     apply_other(&mut tx, events).await?;
     tx.commit().await?;
     let expiries = fresh.iter().filter(|(_, e)| e.kind == "expire").count() as u64;
-    Ok(Applied { ledger_rows: fresh.len() as u64, levels, expiries, stale: false, replayed: false })
+    Ok(Applied { ledger_rows: fresh.len() as u64, expiries, stale: false, replayed: false })
 }
 
 /// Inserts ledger rows; returns the events that were new (in `Mode::New`
@@ -178,70 +175,72 @@ async fn insert_ledger<'a>(
 }
 
 /// Moves the snapshot of each SKU-location to its last new event, never back
-/// to an older stream position.
-async fn upsert_levels(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Result<u64, sqlx::Error> {
-    let mut last: BTreeMap<(&str, &str), Located> = BTreeMap::new();
+/// to an older stream position, and adds the new events' deltas to the
+/// ledger's sums kept in the same row (`ledger_*`: the periodic drift check
+/// compares the snapshot with them instead of summing the whole ledger). The
+/// sums take every new event, whether or not the snapshot moves.
+async fn upsert_levels(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Result<(), sqlx::Error> {
+    let mut rows: BTreeMap<(&str, &str), (Located, [i64; 4])> = BTreeMap::new();
     for &(p, e) in fresh {
-        let k = (e.sku.as_str(), e.location_id.as_str());
-        if last.get(&k).is_none_or(|(q, _)| *q < p) {
-            last.insert(k, (p, e));
+        let (last, sums) = rows.entry((e.sku.as_str(), e.location_id.as_str())).or_insert(((p, e), [0; 4]));
+        if last.0 < p {
+            *last = (p, e);
+        }
+        for (sum, d) in sums.iter_mut().zip(e.deltas) {
+            *sum += d;
         }
     }
-    let snap: Vec<&Located> = last.values().collect();
-    let level = |i: usize| snap.iter().map(|(_, e)| e.levels[i]).collect::<Vec<i64>>();
-    Ok(sqlx::query(
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<&(Located, [i64; 4])> = rows.values().collect();
+    let level = |i: usize| rows.iter().map(|((_, e), _)| e.levels[i]).collect::<Vec<i64>>();
+    let sum = |i: usize| rows.iter().map(|(_, s)| s[i]).collect::<Vec<i64>>();
+    // The snapshot's columns move only for a later stream position; every
+    // SET expression reads the row as it was, so the test is the same in each.
+    sqlx::query(
         "INSERT INTO stock_levels AS s (sku, location_id, on_hand, reserved, committed, in_transit, partition,
-                                       stream_ms, stream_seq, updated_at)
-         SELECT sku, l, oh, rs, cm, it, p, ms, seq, now()
+                                       stream_ms, stream_seq, updated_at, ledger_on_hand, ledger_reserved,
+                                       ledger_committed, ledger_in_transit)
+         SELECT sku, l, oh, rs, cm, it, p, ms, seq, now(), doh, drs, dcm, dit
          FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::int[],
-                     $8::bigint[], $9::bigint[]) AS u(sku, l, oh, rs, cm, it, p, ms, seq)
-         ON CONFLICT (sku, location_id) DO UPDATE SET on_hand = EXCLUDED.on_hand, reserved = EXCLUDED.reserved,
-             committed = EXCLUDED.committed, in_transit = EXCLUDED.in_transit, partition = EXCLUDED.partition,
-             stream_ms = EXCLUDED.stream_ms, stream_seq = EXCLUDED.stream_seq, updated_at = now()
-         WHERE (s.stream_ms, s.stream_seq) < (EXCLUDED.stream_ms, EXCLUDED.stream_seq)",
+                     $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[])
+              AS u(sku, l, oh, rs, cm, it, p, ms, seq, doh, drs, dcm, dit)
+         ON CONFLICT (sku, location_id) DO UPDATE SET
+             ledger_on_hand = s.ledger_on_hand + EXCLUDED.ledger_on_hand,
+             ledger_reserved = s.ledger_reserved + EXCLUDED.ledger_reserved,
+             ledger_committed = s.ledger_committed + EXCLUDED.ledger_committed,
+             ledger_in_transit = s.ledger_in_transit + EXCLUDED.ledger_in_transit,
+             on_hand = CASE WHEN (s.stream_ms, s.stream_seq) < (EXCLUDED.stream_ms, EXCLUDED.stream_seq)
+                            THEN EXCLUDED.on_hand ELSE s.on_hand END,
+             reserved = CASE WHEN (s.stream_ms, s.stream_seq) < (EXCLUDED.stream_ms, EXCLUDED.stream_seq)
+                             THEN EXCLUDED.reserved ELSE s.reserved END,
+             committed = CASE WHEN (s.stream_ms, s.stream_seq) < (EXCLUDED.stream_ms, EXCLUDED.stream_seq)
+                              THEN EXCLUDED.committed ELSE s.committed END,
+             in_transit = CASE WHEN (s.stream_ms, s.stream_seq) < (EXCLUDED.stream_ms, EXCLUDED.stream_seq)
+                               THEN EXCLUDED.in_transit ELSE s.in_transit END,
+             partition = CASE WHEN (s.stream_ms, s.stream_seq) < (EXCLUDED.stream_ms, EXCLUDED.stream_seq)
+                              THEN EXCLUDED.partition ELSE s.partition END,
+             updated_at = CASE WHEN (s.stream_ms, s.stream_seq) < (EXCLUDED.stream_ms, EXCLUDED.stream_seq)
+                               THEN now() ELSE s.updated_at END,
+             stream_ms = CASE WHEN (s.stream_ms, s.stream_seq) < (EXCLUDED.stream_ms, EXCLUDED.stream_seq)
+                              THEN EXCLUDED.stream_ms ELSE s.stream_ms END,
+             stream_seq = CASE WHEN (s.stream_ms, s.stream_seq) < (EXCLUDED.stream_ms, EXCLUDED.stream_seq)
+                               THEN EXCLUDED.stream_seq ELSE s.stream_seq END",
     )
-    .bind(snap.iter().map(|(_, e)| e.sku.as_str()).collect::<Vec<_>>())
-    .bind(snap.iter().map(|(_, e)| e.location_id.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|((_, e), _)| e.sku.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|((_, e), _)| e.location_id.as_str()).collect::<Vec<_>>())
     .bind(level(0))
     .bind(level(1))
     .bind(level(2))
     .bind(level(3))
-    .bind(snap.iter().map(|(p, _)| partition(p)).collect::<Vec<_>>())
-    .bind(snap.iter().map(|(p, _)| p.ms).collect::<Vec<_>>())
-    .bind(snap.iter().map(|(p, _)| p.seq).collect::<Vec<_>>())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected())
-}
-
-/// Adds the new events' deltas to the ledger's sums per SKU-location, which
-/// the periodic drift check compares with the snapshot (instead of summing
-/// the whole ledger).
-async fn add_to_totals(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Result<(), sqlx::Error> {
-    let mut sums: BTreeMap<(&str, &str), [i64; 4]> = BTreeMap::new();
-    for (_, e) in fresh {
-        let s = sums.entry((e.sku.as_str(), e.location_id.as_str())).or_default();
-        for (sum, d) in s.iter_mut().zip(e.deltas) {
-            *sum += d;
-        }
-    }
-    if sums.is_empty() {
-        return Ok(());
-    }
-    let delta = |i: usize| sums.values().map(|s| s[i]).collect::<Vec<i64>>();
-    sqlx::query(
-        "INSERT INTO ledger_totals AS t (sku, location_id, on_hand, reserved, committed, in_transit)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
-         ON CONFLICT (sku, location_id) DO UPDATE SET on_hand = t.on_hand + EXCLUDED.on_hand,
-             reserved = t.reserved + EXCLUDED.reserved, committed = t.committed + EXCLUDED.committed,
-             in_transit = t.in_transit + EXCLUDED.in_transit",
-    )
-    .bind(sums.keys().map(|k| k.0).collect::<Vec<_>>())
-    .bind(sums.keys().map(|k| k.1).collect::<Vec<_>>())
-    .bind(delta(0))
-    .bind(delta(1))
-    .bind(delta(2))
-    .bind(delta(3))
+    .bind(rows.iter().map(|((p, _), _)| partition(p)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|((p, _), _)| p.ms).collect::<Vec<_>>())
+    .bind(rows.iter().map(|((p, _), _)| p.seq).collect::<Vec<_>>())
+    .bind(sum(0))
+    .bind(sum(1))
+    .bind(sum(2))
+    .bind(sum(3))
     .execute(&mut *tx)
     .await?;
     Ok(())
