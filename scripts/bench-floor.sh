@@ -38,17 +38,10 @@ done
 
 stockd_trap_cleanup
 ensure_packages
-if [ -z "$bin" ]; then
-  if $smoke; then
-    cargo build --bins --quiet
-    bin=target/debug
-  else
-    cargo build --release --bins --quiet
-    bin=target/release
-  fi
-fi
-[ -x "$bin/stockd" ] && [ -x "$bin/stockd-bench" ] || die "$bin has no stockd and stockd-bench"
-bin=$(cd "$bin" && pwd)
+profile=release
+$smoke && profile=debug
+bench_binaries "$bin" "$profile"
+bin=$(cd "$BENCH_BIN" && pwd)
 bench_opts=(--bin "$bin" --scenario flash-sale --skip-baseline)
 floor_opts=()
 if $smoke; then

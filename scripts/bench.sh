@@ -45,15 +45,10 @@ done
 stockd_trap_cleanup
 ensure_packages
 
-if [ -n "$bin" ]; then
-  [ -x "$bin/stockd" ] && [ -x "$bin/stockd-bench" ] || die "$bin has no stockd and stockd-bench"
-elif $smoke; then
-  cargo build --bins --quiet
-  bin=target/debug
-else
-  cargo build --release --bins --quiet
-  bin=target/release
-fi
+profile=release
+$smoke && profile=debug
+bench_binaries "$bin" "$profile"
+bin=$BENCH_BIN
 
 bench_database stockd_bench
 db_url=$BENCH_DB_URL

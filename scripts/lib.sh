@@ -529,6 +529,22 @@ bench_database() {
   stockd_on_exit "psql '$BENCH_ADMIN_URL' -X -q -c 'DROP DATABASE IF EXISTS \"$db_name\" WITH (FORCE)' >/dev/null 2>&1 || true"
 }
 
+# The stockd and stockd-bench a benchmark script runs: those in $1 when it
+# is a directory name (A/B runs of prebuilt binaries), else a build of profile
+# $2 (debug or release). Sets BENCH_BIN.
+bench_binaries() {
+  if [ -n "$1" ]; then
+    [ -x "$1/stockd" ] && [ -x "$1/stockd-bench" ] || die "$1 has no stockd and stockd-bench"
+    BENCH_BIN=$1
+  elif [ "$2" = release ]; then
+    cargo build --release --bins --quiet
+    BENCH_BIN=target/release
+  else
+    cargo build --bins --quiet
+    BENCH_BIN=target/debug
+  fi
+}
+
 # A throw-away redis-server of its own on a free port (so nothing else on a
 # shared Redis skews the figures), keeping nothing on disk, stopped when the
 # script ends. Sets BENCH_REDIS_PORT.

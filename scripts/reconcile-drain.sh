@@ -37,12 +37,8 @@ done
 
 stockd_trap_cleanup
 ensure_packages
-if [ -n "$bin" ]; then
-  [ -x "$bin/stockd" ] && [ -x "$bin/stockd-bench" ] || die "$bin has no stockd and stockd-bench"
-else
-  if [ "$profile" = release ]; then cargo build --release --bins --quiet; else cargo build --bins --quiet; fi
-  bin=target/$profile
-fi
+bench_binaries "$bin" "$profile"
+bin=$BENCH_BIN
 
 bench_database stockd_drain
 db_url=$BENCH_DB_URL

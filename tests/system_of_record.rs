@@ -728,26 +728,31 @@ async fn a_hundred_thousand_row_import_completes_once_and_export_round_trips_exa
     let _ = (std::fs::remove_file(file), std::fs::remove_file(copy));
 }
 
-/// A database migrated and filled before the identifier-collation migration
-/// (…0008) keeps its rows and views after it, and its identifiers sort and
-/// compare byte by byte whatever the database's locale.
-#[tokio::test]
-async fn a_store_filled_before_the_collation_migration_reads_the_same_after_it() {
-    const COLLATION: i64 = 20261130000008;
+/// A fresh test schema with the migrations before `version` run, as a
+/// database deployed then would have them. (Migrator's fields are public for
+/// sqlx's macro; this is how to run a prefix.)
+async fn migrated_before(version: i64) -> (stockd::config::Config, sqlx::PgPool) {
     let config = common::test_config();
     let pool = stockd::db::connect(&config).await.expect("postgres");
     let schema = config.database_schema.clone().expect("a test schema");
     sqlx::query(&format!("CREATE SCHEMA \"{schema}\"")).execute(&pool).await.expect("schema");
-    // The migrations before it, as a database deployed then would have them.
-    // (Migrator's fields are public for sqlx's macro; this is how to run a prefix.)
     let before = sqlx::migrate::Migrator {
         migrations: std::borrow::Cow::Owned(
-            stockd::db::MIGRATOR.iter().filter(|m| m.version < COLLATION).cloned().collect(),
+            stockd::db::MIGRATOR.iter().filter(|m| m.version < version).cloned().collect(),
         ),
         ..sqlx::migrate::Migrator::DEFAULT
     };
     assert!(before.iter().count() >= 7, "the earlier migrations");
     before.run(&pool).await.expect("earlier migrations");
+    (config, pool)
+}
+
+/// A database migrated and filled before the identifier-collation migration
+/// (…0008) keeps its rows and views after it, and its identifiers sort and
+/// compare byte by byte whatever the database's locale.
+#[tokio::test]
+async fn a_store_filled_before_the_collation_migration_reads_the_same_after_it() {
+    let (config, pool) = migrated_before(20261130000008).await;
     sqlx::raw_sql(
         "INSERT INTO skus (sku, name) VALUES ('a-1', 'small a'), ('B-2', 'capital B'), ('é-3', 'e acute');
          INSERT INTO locations (location_id, name, priority) VALUES ('WH1', 'one', 1), ('wh2', 'two', 2);
@@ -811,18 +816,7 @@ async fn a_store_filled_before_the_collation_migration_reads_the_same_after_it()
 /// snapshot row one with the snapshot at zero, and drops ledger_totals.
 #[tokio::test]
 async fn the_kept_sums_move_beside_the_snapshot_as_they_were() {
-    const SUMS_BESIDE: i64 = 20261130000011;
-    let config = common::test_config();
-    let pool = stockd::db::connect(&config).await.expect("postgres");
-    let schema = config.database_schema.clone().expect("a test schema");
-    sqlx::query(&format!("CREATE SCHEMA \"{schema}\"")).execute(&pool).await.expect("schema");
-    let before = sqlx::migrate::Migrator {
-        migrations: std::borrow::Cow::Owned(
-            stockd::db::MIGRATOR.iter().filter(|m| m.version < SUMS_BESIDE).cloned().collect(),
-        ),
-        ..sqlx::migrate::Migrator::DEFAULT
-    };
-    before.run(&pool).await.expect("earlier migrations");
+    let (config, pool) = migrated_before(20261130000011).await;
     sqlx::raw_sql(
         "INSERT INTO ledger (partition, stream_ms, stream_seq, kind, sku, location_id, on_hand_delta,
                              reserved_delta, committed_delta, in_transit_delta, occurred_at)
