@@ -53,6 +53,20 @@ local function record(pi, sku)
   return rec
 end
 
+-- Keeps an order's hold record and expiry entry for partition group pi, to
+-- be written with the batch's (see new_holds).
+local function add_hold(pi, order, packed, ea_s)
+  if not new_holds[pi] then
+    new_holds[pi], new_expiries[pi] = {}, {}
+    touched[#touched + 1] = pi
+  end
+  local h, e = new_holds[pi], new_expiries[pi]
+  h[#h + 1] = order
+  h[#h + 1] = packed
+  e[#e + 1] = ea_s
+  e[#e + 1] = order
+end
+
 -- Locations a record holds, in allocation order (unranked ones last, by name).
 local function ordered_locations(rec, rank, nlocs)
   local locs = {}
@@ -166,45 +180,50 @@ local function reserve_one(okey, a)
   -- the expiry index and the header. The records are written after the batch.
   local ea = now + ttl
   local ea_s = string.format('%d', ea)
-  local sum = {}       -- "pi\0sku\0loc" -> {pi, sku, loc, q}
-  local sum_order = {}
-  for _, h in ipairs(held) do
-    local k = h[1] .. '\0' .. h[2] .. '\0' .. h[3]
-    if sum[k] then
-      sum[k][4] = sum[k][4] + h[4]
-    else
-      sum[k] = { h[1], h[2], h[3], h[4] }
-      sum_order[#sum_order + 1] = k
+  -- One entry {pi, sku, loc, q} per SKU-location: a line split across
+  -- locations next to another line of its SKU may hold one SKU-location
+  -- twice. Most orders hold one SKU-location, and skip the merge. (A SKU has
+  -- one partition, so sku and location name an entry.)
+  local entries = held
+  if #held > 1 then
+    entries = {}
+    local at = {}
+    for _, h in ipairs(held) do
+      local k = h[2] .. '\0' .. h[3]
+      local e = at[k]
+      if e then
+        e[4] = e[4] + h[4]
+      else
+        e = { h[1], h[2], h[3], h[4] }
+        at[k] = e
+        entries[#entries + 1] = e
+      end
     end
-  end
-  local by_part = {}
-  local part_list = {}
-  for _, k in ipairs(sum_order) do
-    local s = sum[k]
-    local p = part_keys(1, s[1])
-    emit(p, 'reserve', s[2], s[3], { 0, s[4], 0, 0 }, recs[s[2]].l[s[3]], order, '', '', now, ea_s, channel)
-    dirty[s[2]] = true
-    if not by_part[s[1]] then
-      by_part[s[1]] = {}
-      part_list[#part_list + 1] = s[1]
-    end
-    table.insert(by_part[s[1]], { s[2], s[3], s[4] })
-  end
-  for _, pi in ipairs(part_list) do
-    if not new_holds[pi] then
-      new_holds[pi], new_expiries[pi] = {}, {}
-      touched[#touched + 1] = pi
-    end
-    local h, e = new_holds[pi], new_expiries[pi]
-    h[#h + 1] = order
-    h[#h + 1] = pack_hold(false, by_part[pi])
-    e[#e + 1] = ea_s
-    e[#e + 1] = order
   end
   local lines = {}
-  for i, k in ipairs(sum_order) do
-    local s = sum[k]
+  for i, s in ipairs(entries) do
+    emit(part_keys(1, s[1]), 'reserve', s[2], s[3], { 0, s[4], 0, 0 }, recs[s[2]].l[s[3]], order, '', '', now, ea_s,
+      channel)
+    dirty[s[2]] = true
     lines[i] = { s[2], s[3], s[4] }
+  end
+  -- The hold record of each partition: its lines of this order.
+  if #entries == 1 then
+    add_hold(entries[1][1], order, pack_hold(false, lines), ea_s)
+  else
+    local by_part, part_list = {}, {}
+    for i, s in ipairs(entries) do
+      local mine = by_part[s[1]]
+      if not mine then
+        mine = {}
+        by_part[s[1]] = mine
+        part_list[#part_list + 1] = s[1]
+      end
+      mine[#mine + 1] = lines[i]
+    end
+    for _, pi in ipairs(part_list) do
+      add_hold(pi, order, pack_hold(false, by_part[pi]), ea_s)
+    end
   end
   local h = new_header('ACTIVE', now, ea, channel, lines)
   write_header(okey, h, ttl + grace)
