@@ -1,10 +1,11 @@
 //! The drift check: Redis levels against the Postgres snapshot, and the
 //! snapshot against the ledger: its sums as the reconciler keeps them
 //! (`stock_levels.ledger_*`, beside the snapshot; the periodic check: its
-//! cost grows with the catalog, not with the ledger's history), or the ledger replayed from zero (`stockd
-//! check`, which also checks those sums). Differences are listed;
-//! `repair_snapshot` fixes the snapshot (and the sums) from the ledger where
-//! the ledger agrees with Redis, and refuses to guess where it does not.
+//! cost grows with the catalog, not with the ledger's history), or the
+//! ledger replayed from zero (`stockd check`, which also checks those sums).
+//! Differences are listed; `repair_snapshot` fixes the snapshot (and the
+//! sums) from the ledger where the ledger agrees with Redis, and refuses to
+//! guess where it does not.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
