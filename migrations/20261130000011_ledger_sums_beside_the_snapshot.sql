@@ -10,9 +10,13 @@
 -- The sums are moved as they are, not summed anew, so that a drift they
 -- show survives the move. A sum whose SKU-location has no snapshot row
 -- (only after drift) gets one with the snapshot at zero, which is how the
--- drift check read a missing row. A reconciler of an older version still
--- running after this fails its batches (its table is gone) and leaves the
--- events in Redis for the new one; nothing is lost.
+-- drift check read a missing row.
+--
+-- Stop the reconcilers of older versions first (or run them with
+-- STOCKD_RECONCILER=off): one still leading after this fails every batch
+-- (its table is gone) while it keeps the reconciler's lock, so nothing is
+-- lost (the events stay in Redis, unacknowledged) but nothing is reconciled
+-- until it stops.
 ALTER TABLE stock_levels
     ADD COLUMN ledger_on_hand    bigint NOT NULL DEFAULT 0,
     ADD COLUMN ledger_reserved   bigint NOT NULL DEFAULT 0,

@@ -28,7 +28,7 @@ smoke=false
 usage="usage: scripts/bench-floor.sh [--rounds N] [--bin DIR] [--smoke]"
 while [ $# -gt 0 ]; do
   case $1 in
-    --rounds) rounds=${2:-}; shift 2 ;;
+    --rounds) rounds=${2:?--rounds needs a number}; shift 2 ;;
     --bin) bin=${2:?--bin needs a directory}; shift 2 ;;
     --smoke) smoke=true; rounds=1; shift ;;
     *) die "$usage" ;;
@@ -56,39 +56,48 @@ ln -s "$bin/stockd-bench" "$work/stockd-floor"
 bench_redis stockd-floor
 floor_redis=redis://127.0.0.1:$BENCH_REDIS_PORT
 
-# One floor phase: serve (with the extra arguments), drive, stop. Prints the summary.
+results=$work/results
+# One floor phase: serve (with the extra arguments), drive, stop; appends
+# "label<TAB>summary" to the results. (Not run in $(...): a failure must stop
+# the script, and the server must be stopped by its cleanup.)
 floor() {
   local label=$1 port pid summary
   shift
   port=$(free_port)
   "$work/stockd-floor" floor-server --listen "127.0.0.1:$port" "$@" 2>"$work/server.log" &
   pid=$!
+  stockd_on_exit "kill $pid 2>/dev/null || true"
   for _ in $(seq 1 100); do
     port_in_use "$port" && break
     kill -0 "$pid" 2>/dev/null || { cat "$work/server.log" >&2; die "floor-server exited"; }
     sleep 0.1
   done
-  summary=$("$bin/stockd-bench" floor --grpc "127.0.0.1:$port" --label "$label" --json ${floor_opts[@]+"${floor_opts[@]}"} |
-    tail -n 1) || { kill "$pid" 2>/dev/null; die "stockd-bench floor ($label) failed"; }
+  port_in_use "$port" || die "floor-server did not start"
+  summary=$("$bin/stockd-bench" floor --grpc "127.0.0.1:$port" --label "$label" --json \
+    ${floor_opts[@]+"${floor_opts[@]}"} | tail -n 1) || die "stockd-bench floor ($label) failed"
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
-  echo "$summary"
+  printf '%s\t%s\n' "$label" "$summary" >>"$results"
 }
 
+# One stockd phase (scripts/bench.sh, which fails on errors or oversold in
+# --smoke); appends its summary like floor.
 stockd_phase() {
-  scripts/bench.sh "${bench_opts[@]}" | grep '^{' | tail -n 1
+  local label=$1 summary
+  summary=$(scripts/bench.sh "${bench_opts[@]}" | grep '^{' | tail -n 1) || die "scripts/bench.sh ($label) failed"
+  [ -n "$summary" ] || die "scripts/bench.sh ($label) printed no summary"
+  printf '%s\t%s\n' "$label" "$summary" >>"$results"
 }
 
-results=$work/results
 for round in $(seq 1 "$rounds"); do
   say "round $round/$rounds: grpc-only"
-  printf 'grpc-only\t%s\n' "$(floor grpc-only)" >>"$results"
+  floor grpc-only
   say "round $round/$rounds: grpc+script"
-  printf 'grpc+script\t%s\n' "$(floor grpc+script --redis-url "$floor_redis")" >>"$results"
+  floor grpc+script --redis-url "$floor_redis"
   say "round $round/$rounds: stockd, reconciler off"
-  printf 'stockd-norec\t%s\n' "$(STOCKD_RECONCILER=off stockd_phase)" >>"$results"
+  STOCKD_RECONCILER=off stockd_phase stockd-norec
   say "round $round/$rounds: stockd"
-  printf 'stockd\t%s\n' "$(stockd_phase)" >>"$results"
+  stockd_phase stockd
 done
 
 python3 - "$results" <<'PY'
@@ -98,11 +107,11 @@ runs = {k: [] for k in order}
 for line in open(sys.argv[1]):
     label, _, summary = line.rstrip('\n').partition('\t')
     d = json.loads(summary)
-    if d['errors']:
-        sys.exit(f'{label}: {d["errors"]} errors')
+    if d['errors'] or d.get('oversold'):
+        sys.exit(f'{label}: {d["errors"]} errors, {d.get("oversold")} oversold')
     runs[label].append(d)
 def figures(d):
-    cpu = d.get('cpu', {}).get('by_process', {})
+    cpu = (d.get('cpu') or {}).get('by_process') or {}
     return {
         'req/s': d['throughput_rps'], 'p50 ms': d['p50_ms'], 'p99 ms': d['p99_ms'], 'p99.9 ms': d['p999_ms'],
         'server %': cpu.get('stockd', 0.0) + cpu.get('stockd-floor', 0.0), 'redis %': cpu.get('redis-server', 0.0),
@@ -119,4 +128,4 @@ for k in order:
     med = {c: statistics.median(figures(d)[c] for d in runs[k]) for c in cols}
     print(f'{k:<16}' + ''.join(f'{med[c]:>11,.1f}' for c in cols))
 PY
-$smoke && echo "bench-floor smoke: 4 phases passed"
+if $smoke; then echo "bench-floor smoke: 4 phases passed"; fi

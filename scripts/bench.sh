@@ -11,7 +11,8 @@
 #   scripts/bench.sh --scenario flash-sale|catalog   that scenario only
 #   scripts/bench.sh --skip-baseline                 stockd only, no baseline phase
 #   scripts/bench.sh --scenario S -- ARGS...         ARGS go to stockd-bench (over the
-#                              defaults above), e.g. the catalog's order mix:
+#                              defaults above; with both scenarios, to each), e.g.
+#                              the catalog's order mix:
 #                              -- --skus 10 --max-lines 1 --fulfil-pct 0 --release-pct 0
 #   (scripts/bench-ab.sh alternates two builds with these options)
 #
@@ -80,7 +81,7 @@ for scenario in $scenarios; do
     for default in --concurrency=64 --duration=10s --skus=100000 --locations=3; do
       flag=${default%%=*}
       case $flag in --skus | --locations) [ "$scenario" = catalog ] || continue ;; esac
-      [[ " ${extra[*]-} " == *" $flag "* ]] || args+=("$flag" "${default#*=}")
+      [[ " ${extra[*]-} " == *" $flag "* || " ${extra[*]-} " == *" $flag="* ]] || args+=("$flag" "${default#*=}")
     done
   fi
   [ "$scenario" = catalog ] && args+=(--redis-url "$redis_url" --redis-prefix stockd)

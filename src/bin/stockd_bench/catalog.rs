@@ -81,7 +81,7 @@ impl Mix {
     fn from_args(args: &CatalogArgs) -> anyhow::Result<Self> {
         anyhow::ensure!((1..=20).contains(&args.max_lines), "--max-lines must be 1..=20");
         anyhow::ensure!(
-            args.fulfil_pct + args.release_pct <= 100,
+            args.fulfil_pct.checked_add(args.release_pct).is_some_and(|t| t <= 100),
             "--fulfil-pct and --release-pct must add up to at most 100"
         );
         Ok(Self { max_lines: args.max_lines, fulfil_pct: args.fulfil_pct, release_pct: args.release_pct })
@@ -570,7 +570,12 @@ mod tests {
         assert_eq!((m.max_lines, m.fulfil_pct, m.release_pct), (5, 60, 25));
         let m = mix_of(&["--max-lines", "1", "--fulfil-pct", "0", "--release-pct", "100"]).expect("valid");
         assert_eq!((m.max_lines, m.fulfil_pct, m.release_pct), (1, 0, 100));
-        for bad in [&["--max-lines", "0"][..], &["--max-lines", "21"], &["--fulfil-pct", "60", "--release-pct", "41"]] {
+        for bad in [
+            &["--max-lines", "0"][..],
+            &["--max-lines", "21"],
+            &["--fulfil-pct", "60", "--release-pct", "41"],
+            &["--fulfil-pct", "4294967295", "--release-pct", "2"],
+        ] {
             let e = mix_of(bad).expect_err("refused").to_string();
             assert!(e.contains("--max-lines") || e.contains("add up to at most 100"), "{bad:?}: {e}");
         }
