@@ -67,12 +67,7 @@ floor() {
   "$work/stockd-floor" floor-server --listen "127.0.0.1:$port" "$@" 2>"$work/server.log" &
   pid=$!
   stockd_on_exit "kill $pid 2>/dev/null || true"
-  for _ in $(seq 1 100); do
-    port_in_use "$port" && break
-    kill -0 "$pid" 2>/dev/null || { cat "$work/server.log" >&2; die "floor-server exited"; }
-    sleep 0.1
-  done
-  port_in_use "$port" || die "floor-server did not start"
+  wait_for_port "$port" "$pid" "$work/server.log" floor-server
   summary=$("$bin/stockd-bench" floor --grpc "127.0.0.1:$port" --label "$label" --json \
     ${floor_opts[@]+"${floor_opts[@]}"} | tail -n 1) || die "stockd-bench floor ($label) failed"
   kill "$pid" 2>/dev/null || true

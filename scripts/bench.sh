@@ -63,12 +63,7 @@ REDIS_URL=$redis_url DATABASE_URL=$db_url STOCKD_GRPC_ADDR=127.0.0.1:$grpc_port 
   STOCKD_LOG=warn "$bin/stockd" local >"$log" 2>&1 &
 server=$!
 stockd_on_exit "kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -f '$log'"
-for _ in $(seq 1 300); do
-  port_in_use "$grpc_port" && break
-  kill -0 "$server" 2>/dev/null || { cat "$log" >&2; die "stockd local exited"; }
-  sleep 0.2
-done
-port_in_use "$grpc_port" || { cat "$log" >&2; die "stockd did not start"; }
+wait_for_port "$grpc_port" "$server" "$log" "stockd local"
 
 common=(--grpc "127.0.0.1:$grpc_port" --database-url "$db_url")
 passed=0

@@ -529,6 +529,19 @@ bench_database() {
   stockd_on_exit "psql '$BENCH_ADMIN_URL' -X -q -c 'DROP DATABASE IF EXISTS \"$db_name\" WITH (FORCE)' >/dev/null 2>&1 || true"
 }
 
+# Waits up to 60 s for the server with pid $2 to listen on port $1; dies
+# with its log ($3) when it exits first or never listens. $4 names it.
+wait_for_port() {
+  local port=$1 pid=$2 log=$3 what=$4
+  for _ in $(seq 1 300); do
+    port_in_use "$port" && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; die "$what exited"; }
+    sleep 0.2
+  done
+  cat "$log" >&2
+  die "$what did not start"
+}
+
 # The stockd and stockd-bench a benchmark script runs: those in $1 when it
 # is a directory name (A/B runs of prebuilt binaries), else a build of profile
 # $2 (debug or release). Sets BENCH_BIN.
