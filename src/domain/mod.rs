@@ -8,7 +8,7 @@ mod reservation;
 
 pub use ids::{Channel, IdError, LocationId, OperationId, OrderId, Sku, SupplierId};
 pub use levels::{Levels, LocationLevels, SkuLevels};
-pub use quantity::{LineQuantity, QuantityError, Ttl};
+pub use quantity::{LineQuantity, MAX_DELTA, MAX_LEVEL, MAX_ON_HAND, OnHand, QuantityError, StockDelta, Ttl};
 pub use reservation::{
     ReleaseReason, Reservation, ReservationLine, ReservationStatus, ReserveLine, ReserveOutcome, ReserveRequest,
     Shortage,

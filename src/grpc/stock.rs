@@ -5,17 +5,13 @@ use tonic::{Request, Response, Status};
 use super::convert::{Violations, location_level, timestamp};
 use super::proto::{self, stock_service_server::StockService};
 use crate::catalog::{PageSize, PageToken};
-use crate::domain::{LocationId, OperationId, Sku};
+use crate::domain::{LocationId, OnHand, OperationId, Sku, StockDelta};
 use crate::ledger::{Movement, list_movements};
 use crate::reservation::{Adjusted, StockChange};
 use crate::state::AppState;
 
 /// Most SKUs one availability read may ask for.
 pub const MAX_AVAILABILITY_SKUS: usize = 1000;
-/// Largest single adjustment.
-pub const MAX_DELTA: i64 = 1_000_000;
-/// Largest absolute on_hand a caller may set.
-pub const MAX_ON_HAND: i64 = 1_000_000_000;
 
 /// The StockService handlers.
 pub struct StockApi {
@@ -120,13 +116,13 @@ impl StockService for StockApi {
         let r = request.into_inner();
         let mut v = Violations::default();
         let (target, reason) = parse_target(&mut v, r.sku, r.location_id, r.operation_id, r.reason);
-        if r.delta == 0 || r.delta.abs() > MAX_DELTA {
-            v.add("delta", format!("must be non-zero and between -{MAX_DELTA} and {MAX_DELTA}, got {}", r.delta));
-        }
+        let delta = v.check("delta", StockDelta::parse(r.delta));
         v.finish()?;
-        let target = target.ok_or_else(|| Status::internal("validated fields missing"))?;
+        let (Some(target), Some(delta)) = (target, delta) else {
+            return Err(Status::internal("validated fields missing"));
+        };
         let location = target.location.to_string();
-        let (a, op) = self.apply(target, StockChange::Delta(r.delta), reason).await?;
+        let (a, op) = self.apply(target, StockChange::Delta(delta.get()), reason).await?;
         Ok(Response::new(proto::AdjustStockResponse {
             level: Some(location_level(location, a.levels)),
             replayed: a.replayed,
@@ -141,13 +137,13 @@ impl StockService for StockApi {
         let r = request.into_inner();
         let mut v = Violations::default();
         let (target, reason) = parse_target(&mut v, r.sku, r.location_id, r.operation_id, r.reason);
-        if !(0..=MAX_ON_HAND).contains(&r.on_hand) {
-            v.add("on_hand", format!("must be between 0 and {MAX_ON_HAND}, got {}", r.on_hand));
-        }
+        let on_hand = v.check("on_hand", OnHand::parse(r.on_hand));
         v.finish()?;
-        let target = target.ok_or_else(|| Status::internal("validated fields missing"))?;
+        let (Some(target), Some(on_hand)) = (target, on_hand) else {
+            return Err(Status::internal("validated fields missing"));
+        };
         let location = target.location.to_string();
-        let (a, op) = self.apply(target, StockChange::Set(r.on_hand), reason).await?;
+        let (a, op) = self.apply(target, StockChange::Set(on_hand.get()), reason).await?;
         Ok(Response::new(proto::SetOnHandResponse {
             level: Some(location_level(location, a.levels)),
             replayed: a.replayed,

@@ -19,8 +19,8 @@ use super::order_cache::{KnownOrder, OrderCache};
 use super::reply::Reply;
 use super::scripts::{NamedScript, SCRIPTS};
 use crate::domain::{
-    Levels, LocationId, LocationLevels, OperationId, OrderId, ReleaseReason, Reservation, ReservationStatus,
-    ReserveOutcome, ReserveRequest, Sku, SkuLevels, Ttl,
+    Levels, LocationId, LocationLevels, MAX_LEVEL, OnHand, OperationId, OrderId, ReleaseReason, Reservation,
+    ReservationStatus, ReserveOutcome, ReserveRequest, Sku, SkuLevels, StockDelta, Ttl,
 };
 use crate::metrics::Metrics;
 
@@ -617,11 +617,21 @@ impl Engine {
         op: &OperationId,
         reason: &str,
     ) -> Result<Adjusted, EngineError> {
-        let keys = self.single_partition(sku);
-        let (mode, value) = match change {
-            StockChange::Delta(d) => ("delta", d),
-            StockChange::Set(v) => ("set", v),
+        let (mode, value, field) = match change {
+            StockChange::Delta(d) => ("delta", d, "delta"),
+            StockChange::Set(v) => ("set", v, "on_hand"),
         };
+        // Bounded here as well as at the edge: every caller (the import, the
+        // local mode, tests) goes through this, and the script's arithmetic
+        // is only exact for numbers well inside 2^53. (A zero delta, which
+        // the API refuses as pointless, is harmless here.)
+        let parsed = match change {
+            StockChange::Delta(0) => Ok(()),
+            StockChange::Delta(d) => StockDelta::parse(d).map(|_| ()),
+            StockChange::Set(v) => OnHand::parse(v).map(|_| ()),
+        };
+        parsed.map_err(|e| EngineError::OutOfRange { field, detail: e.to_string() })?;
+        let keys = self.single_partition(sku);
         let args = [
             sku.to_string(),
             location.to_string(),
@@ -641,6 +651,14 @@ impl Engine {
             "OK" => Ok(Adjusted { levels, delta, replayed: false }),
             "DUP" => Ok(Adjusted { levels, delta: 0, replayed: true }),
             "UNKNOWN" => Err(EngineError::UnknownSku(sku.to_string())),
+            "RANGE" => Err(EngineError::OutOfRange {
+                field,
+                detail: format!(
+                    "would take on_hand from {} to {}, outside -{MAX_LEVEL}..={MAX_LEVEL}",
+                    levels.on_hand,
+                    if mode == "set" { value } else { levels.on_hand.saturating_add(value) }
+                ),
+            }),
             other => Err(EngineError::Protocol { script: "adjust", detail: format!("tag {other:?}") }),
         }
     }

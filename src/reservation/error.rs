@@ -15,6 +15,16 @@ pub enum EngineError {
     /// The reservation's state forbids the transition; nothing changed.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A number of the request is out of range, alone or with what is
+    /// stored (a change that would take a level past `MAX_LEVEL`); nothing
+    /// changed.
+    #[error("{field}: {detail}")]
+    OutOfRange {
+        /// The request field at fault.
+        field: &'static str,
+        /// Why.
+        detail: String,
+    },
     /// Redis could not be reached or dropped the connection.
     #[error("redis unavailable: {0}")]
     Unavailable(String),

@@ -108,6 +108,12 @@ mod tests {
     }
 
     #[test]
+    fn the_scripts_bound_on_levels_is_the_domains() {
+        let line = format!("local LEVEL_LIMIT = {}\n", crate::domain::MAX_LEVEL);
+        assert!(super::COMMON.contains(&line), "common.lua must say {line:?}");
+    }
+
+    #[test]
     fn the_check_finds_a_return_that_skips_done() {
         let script = "local function f()\n  return 1\nend\nif x then return y end\n\
                       g(function(q) return q end)\n-- return in a comment\nreturn done(z)\n";

@@ -11,11 +11,9 @@ use sqlx::PgPool;
 
 use super::Progress;
 use crate::catalog::Money;
-use crate::domain::{LocationId, OperationId, Sku, SupplierId};
+use crate::domain::{LocationId, MAX_ON_HAND, OperationId, Sku, SupplierId};
 use crate::reservation::{Engine, StockChange};
 
-/// Largest on_hand a row may set.
-const MAX_ON_HAND: i64 = 1_000_000_000;
 /// Engine calls in flight at once.
 const PARALLEL: usize = 32;
 /// Rows per catalog upsert statement.

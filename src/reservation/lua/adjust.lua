@@ -12,8 +12,11 @@
 -- ARGV[10]     how long the operation id is remembered, in ms
 -- ARGV[11]     the operation id's digest: its member in the ops index
 --
--- Returns {'OK'|'DUP'|'UNKNOWN'|'NOGEN', on_hand, reserved, committed, in_transit, applied delta}.
+-- Returns {'OK'|'DUP'|'UNKNOWN'|'RANGE'|'NOGEN', on_hand, reserved, committed, in_transit, applied delta}.
 -- DUP: the operation id was applied before; nothing changed, levels as now.
+-- RANGE: ARGV[7] is not a whole number within LEVEL_LIMIT, or the change
+-- would take on_hand outside -LEVEL_LIMIT..LEVEL_LIMIT; nothing changed
+-- (the operation id is not used up), levels as now.
 
 local now = now_ms()
 if not gen_ok(1) then return done({ 'NOGEN', 0, 0, 0, 0, 0 }) end
@@ -31,6 +34,9 @@ end
 
 local delta = value
 if mode == 'set' then delta = value - l[OH] end
+if not whole(value) or not whole(l[OH] + delta) then
+  return done({ 'RANGE', l[OH], l[RS], l[CM], l[IT], 0 })
+end
 redis.call('ZADD', p.ops, now + tonumber(ARGV[10]), ARGV[11])
 -- A first count at a new location is recorded even when it is zero, so the
 -- location exists (exports list it, the ledger shows the count).

@@ -38,6 +38,19 @@
 
 local OH, RS, CM, IT = 1, 2, 3, 4
 
+-- The bound on every stored number (MAX_LEVEL in src/domain/quantity.rs; a
+-- unit test in scripts.rs keeps the two equal). Lua numbers are doubles,
+-- exact for integers up to 2^53: a number within this bound, plus or minus
+-- any change a request may carry, is exact, and so is every sum the ledger
+-- keeps of them in Postgres.
+local LEVEL_LIMIT = 1000000000
+
+-- True for a whole number within -LEVEL_LIMIT..LEVEL_LIMIT (false for nil,
+-- NaN, infinities and fractions).
+local function whole(x)
+  return type(x) == 'number' and x == math.floor(x) and x >= -LEVEL_LIMIT and x <= LEVEL_LIMIT
+end
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
