@@ -65,6 +65,7 @@ step() {
 
 step cargo fmt --check
 step cargo clippy --all-targets -- -D warnings
+step scripts/proto-check.sh
 step cargo test --all-targets --no-fail-fast
 step scripts/readme-smoke.sh
 step scripts/helm-check.sh
@@ -74,4 +75,4 @@ step scripts/lua-cost.sh --smoke
 step scripts/reconcile-drain.sh --smoke
 step scripts/bench-floor.sh --smoke
 
-say "scripts/test.sh: all checks passed (fmt, clippy, tests, README smoke, helm, bench smoke, A/B smoke, Lua cost smoke, drain smoke, floor smoke) in $((SECONDS - started)) s"
+say "scripts/test.sh: all checks passed (fmt, clippy, proto lint and breaking, tests, README smoke, helm, bench smoke, A/B smoke, Lua cost smoke, drain smoke, floor smoke) in $((SECONDS - started)) s"
