@@ -9,7 +9,8 @@
 //! - `reservation`: the engine. Every change to a stock number is one Lua
 //!   script (`reservation/lua/*.lua`); `keys.rs` names every key; the sweeper
 //!   expires holds on idle SKUs.
-//! - `catalog`: SKUs and locations in Postgres, and the in-memory allocation order.
+//! - `catalog`: SKUs and locations in Postgres, the in-memory allocation order,
+//!   and list paging (page sizes, opaque page tokens bound to their query).
 //! - `grpc`: the transport. Generated code, validation, one error mapping,
 //!   thin handlers, health.
 //! - `reconcile`: the reconciler (Redis event streams -> Postgres ledger and

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::{CatalogError, PageSize, PageToken};
+use super::{CatalogError, PageQuery, PageSize, PageToken};
 use crate::domain::LocationId;
 
 /// A location to create or update.
@@ -84,7 +84,8 @@ impl LocationStore {
         Ok(row.into())
     }
 
-    /// A page of locations in allocation order (priority, then id).
+    /// A page of locations in allocation order (priority, then id), after the
+    /// location `after` (a decoded page token).
     pub async fn list(
         &self,
         size: PageSize,
@@ -93,8 +94,9 @@ impl LocationStore {
         let all = self.all().await?;
         let start = after.map_or(0, |a| all.iter().position(|l| l.location_id == a).map_or(all.len(), |i| i + 1));
         let page: Vec<Location> = all.iter().skip(start).take(size.get() as usize).cloned().collect();
-        let next =
-            (start + page.len() < all.len()).then(|| page.last().map(|l| PageToken::after(&l.location_id))).flatten();
+        let next = (start + page.len() < all.len())
+            .then(|| page.last().map(|l| PageToken::after_key(PageQuery::Locations, &l.location_id)))
+            .flatten();
         Ok((page, next))
     }
 

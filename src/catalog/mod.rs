@@ -11,5 +11,5 @@ mod skus;
 pub use error::CatalogError;
 pub use locations::{Location, LocationCache, LocationStore, NewLocation};
 pub use money::Money;
-pub use page::{PageSize, PageToken};
+pub use page::{PageQuery, PageSize, PageToken, PageTokenError};
 pub use skus::{NewSku, SkuRecord, SkuStore};

@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use sqlx::PgPool;
 
-use super::{CatalogError, Money, PageSize, PageToken};
+use super::{CatalogError, Money, PageQuery, PageSize, PageToken};
 use crate::domain::Sku;
 
 /// A SKU to create or update.
@@ -125,7 +125,8 @@ impl SkuStore {
         row.map(Into::into).ok_or_else(|| CatalogError::NotFound(format!("sku {sku}")))
     }
 
-    /// A page of SKUs in key order, after `after`; the token is set when more follow.
+    /// A page of SKUs in key order, after `after` (a decoded page token); the
+    /// token is set when more follow.
     pub async fn list(
         &self,
         size: PageSize,
@@ -141,7 +142,7 @@ impl SkuStore {
         let mut skus: Vec<SkuRecord> = rows.into_iter().map(Into::into).collect();
         let next = if skus.len() > size.get() as usize {
             skus.truncate(size.get() as usize);
-            skus.last().map(|s| PageToken::after(&s.sku))
+            skus.last().map(|s| PageToken::after_key(PageQuery::Skus, &s.sku))
         } else {
             None
         };

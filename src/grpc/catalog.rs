@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{Violations, timestamp};
 use super::proto::{self, catalog_service_server::CatalogService};
-use crate::catalog::{Location, Money, NewLocation, NewSku, PageSize, PageToken, SkuRecord};
+use crate::catalog::{Location, Money, NewLocation, NewSku, PageQuery, PageSize, PageToken, SkuRecord};
 use crate::domain::{LocationId, Sku, SupplierId};
 use crate::state::AppState;
 
@@ -39,10 +39,11 @@ fn name(v: &mut Violations, field: &str, s: String) -> String {
     s
 }
 
-fn page(v: &mut Violations, size: i32, token: &str) -> (PageSize, Option<String>) {
+/// The page size and the key to resume after, for a list of `query`.
+fn page(v: &mut Violations, query: PageQuery<'_>, size: i32, token: &str) -> (PageSize, Option<String>) {
     let size =
         v.check("page_size", PageSize::parse(size)).unwrap_or(PageSize::parse(0).unwrap_or_else(|_| unreachable!()));
-    let after = v.check("page_token", PageToken::decode(token)).flatten();
+    let after = v.check("page_token", PageToken::decode_key(query, token)).flatten();
     (size, after)
 }
 
@@ -130,7 +131,7 @@ impl CatalogService for CatalogApi {
     ) -> Result<Response<proto::ListSkusResponse>, Status> {
         let r = request.into_inner();
         let mut v = Violations::default();
-        let (size, after) = page(&mut v, r.page_size, &r.page_token);
+        let (size, after) = page(&mut v, PageQuery::Skus, r.page_size, &r.page_token);
         v.finish()?;
         let (skus, next) = self.state.skus.list(size, after.as_deref()).await?;
         Ok(Response::new(proto::ListSkusResponse {
@@ -165,7 +166,7 @@ impl CatalogService for CatalogApi {
     ) -> Result<Response<proto::ListLocationsResponse>, Status> {
         let r = request.into_inner();
         let mut v = Violations::default();
-        let (size, after) = page(&mut v, r.page_size, &r.page_token);
+        let (size, after) = page(&mut v, PageQuery::Locations, r.page_size, &r.page_token);
         v.finish()?;
         let (locations, next) = self.state.locations.list(size, after.as_deref()).await?;
         Ok(Response::new(proto::ListLocationsResponse {

@@ -5,12 +5,16 @@
 //! under overload and recovers as soon as the load drops. While draining
 //! for a shutdown, new calls are refused with UNAVAILABLE (before they
 //! change anything) and `drained` tells when the calls in progress are done.
+//! A handler that panics answers INTERNAL, logged as an error, instead of a
+//! reset stream that the client would see as CANCELLED (defence in depth:
+//! bad input is refused before it can reach code that could panic).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::Semaphore;
 use tonic::codegen::http;
@@ -105,6 +109,27 @@ fn code_of<B>(resp: &http::Response<B>) -> &'static str {
     }
 }
 
+/// Runs a call; a panic inside it becomes INTERNAL. AssertUnwindSafe: what a
+/// handler shares (pools, caches behind locks that recover from poisoning)
+/// stays usable, and one call's broken state dies with its future.
+async fn answer_panics<F, E>(call: F) -> Result<http::Response<tonic::body::Body>, E>
+where
+    F: std::future::Future<Output = Result<http::Response<tonic::body::Body>, E>>,
+{
+    match std::panic::AssertUnwindSafe(call).catch_unwind().await {
+        Ok(resp) => resp,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %what, "a gRPC handler panicked; answered INTERNAL");
+            Ok(tonic::Status::internal("internal error").into_http())
+        }
+    }
+}
+
 impl<S, B> Service<http::Request<B>> for Guard<S>
 where
     S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
@@ -135,7 +160,7 @@ where
                     _ if draining => {
                         Ok(tonic::Status::unavailable("shutting down; retry on another replica").into_http())
                     }
-                    Ok(_permit) => inner.call(req).await,
+                    Ok(_permit) => answer_panics(inner.call(req)).await,
                     Err(_) => {
                         metrics.overload_rejections.inc();
                         tracing::debug!("refused: too many calls in progress");
@@ -172,6 +197,26 @@ mod tests {
         );
         assert_eq!(method_label("/grpc.health.v1.Health/Check"), "/grpc.health.v1.Health/Check");
         assert_eq!(method_label("/evil/aaaaaaaa"), "other");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_internal_and_the_next_call_is_served() {
+        let inner = tower::service_fn(|req: http::Request<()>| async move {
+            if req.uri().path().ends_with("/Panic") {
+                panic!("handler bug");
+            }
+            Ok::<_, std::convert::Infallible>(http::Response::new(tonic::body::Body::empty()))
+        });
+        let metrics = Metrics::new().expect("metrics");
+        let mut guard = GuardLayer::new(4, metrics).layer(inner);
+        let call = |path: &str| http::Request::builder().uri(path).body(()).expect("request");
+
+        let panicked = guard.call(call("/inventory.v1.X/Panic")).await.expect("an answer, not an unwind");
+        let next = guard.call(call("/inventory.v1.X/Fine")).await.expect("served");
+
+        assert_eq!(code_of(&panicked), "INTERNAL");
+        assert_eq!(code_of(&next), "OK");
+        assert_eq!(guard.permits.available_permits(), 4, "the panicked call gave its permit back");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::convert::{Violations, location_level, timestamp};
 use super::proto::{self, stock_service_server::StockService};
 use crate::catalog::{PageSize, PageToken};
 use crate::domain::{LocationId, OnHand, OperationId, Sku, StockDelta};
-use crate::ledger::{Movement, list_movements};
+use crate::ledger::{Movement, list_movements, movements_query};
 use crate::reservation::{Adjusted, StockChange};
 use crate::state::AppState;
 
@@ -161,21 +161,21 @@ impl StockService for StockApi {
         let sku = v.id("sku", r.sku, Sku::parse);
         let location = v.optional_id("location_id", r.location_id, LocationId::parse);
         let size = v.check("page_size", PageSize::parse(r.page_size));
-        let after = v.check("page_token", PageToken::decode(&r.page_token)).flatten();
-        if after.as_deref().is_some_and(|a| a.parse::<i64>().is_err()) {
-            v.add("page_token", "is not a token this server issued");
-        }
+        // A token names its query; only a valid sku can be checked against it
+        // (the bad sku is already named).
+        let before = match &sku {
+            Some(sku) => {
+                let query = movements_query(sku.as_str(), location.as_ref().map(LocationId::as_str));
+                v.check("page_token", PageToken::decode_ledger_id(query, &r.page_token)).flatten()
+            }
+            None => None,
+        };
         v.finish()?;
         let (Some(sku), Some(size)) = (sku, size) else { return Err(Status::internal("validated fields missing")) };
-        let (movements, next) = list_movements(
-            &self.state.db,
-            sku.as_str(),
-            location.as_ref().map(LocationId::as_str),
-            size,
-            after.as_deref(),
-        )
-        .await
-        .map_err(crate::catalog::CatalogError::Database)?;
+        let (movements, next) =
+            list_movements(&self.state.db, sku.as_str(), location.as_ref().map(LocationId::as_str), size, before)
+                .await
+                .map_err(crate::catalog::CatalogError::Database)?;
         Ok(Response::new(proto::ListMovementsResponse {
             movements: movements.into_iter().map(movement).collect(),
             next_page_token: next.map(|t| t.as_str().to_owned()).unwrap_or_default(),

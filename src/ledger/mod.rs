@@ -5,4 +5,4 @@ mod drift;
 mod movements;
 
 pub use drift::{DriftReport, LedgerSide, Mismatch, check_drift, repair_snapshot, run_drift_checks};
-pub use movements::{Movement, list_movements};
+pub use movements::{Movement, list_movements, movements_query};

@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use sqlx::PgPool;
 
-use crate::catalog::{PageSize, PageToken};
+use crate::catalog::{PageQuery, PageSize, PageToken};
 
 /// One ledger row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,16 +44,22 @@ type Row = (
     chrono::DateTime<chrono::Utc>,
 );
 
-/// A page of movements of `sku` (at `location`, or all), newest first, after
-/// the row named by `after` (a decoded page token).
+/// The paging query of the movements of `sku` at `location` (None: all): a
+/// token issued for one SKU or location is refused for another.
+pub fn movements_query<'a>(sku: &'a str, location: Option<&'a str>) -> PageQuery<'a> {
+    PageQuery::Movements { sku, location_id: location }
+}
+
+/// A page of movements of `sku` (at `location`, or all), newest first, with
+/// ledger ids below `before` (decoded from a page token of
+/// [`movements_query`]).
 pub async fn list_movements(
     db: &PgPool,
     sku: &str,
     location: Option<&str>,
     size: PageSize,
-    after: Option<&str>,
+    before: Option<i64>,
 ) -> Result<(Vec<Movement>, Option<PageToken>), sqlx::Error> {
-    let before: Option<i64> = after.and_then(|a| a.parse().ok());
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, sku, location_id, kind, on_hand_delta, reserved_delta, committed_delta, in_transit_delta,
                 order_id, operation_id, reason, occurred_at
@@ -83,7 +89,7 @@ pub async fn list_movements(
         .collect();
     let next = if out.len() > size.get() as usize {
         out.truncate(size.get() as usize);
-        out.last().map(|m| PageToken::after(&m.id.to_string()))
+        out.last().map(|m| PageToken::after_ledger_id(movements_query(sku, location), m.id))
     } else {
         None
     };
