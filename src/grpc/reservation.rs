@@ -61,12 +61,15 @@ fn reservation(r: crate::domain::Reservation) -> Option<proto::Reservation> {
 
 #[tonic::async_trait]
 impl ReservationService for ReservationApi {
-    #[tracing::instrument(skip_all, fields(order_id = %request.get_ref().order_id, outcome))]
+    // The order id joins the span only once it is valid: a raw one may be
+    // megabytes of control characters, which do not belong in the logs.
+    #[tracing::instrument(skip_all, fields(order_id, outcome))]
     async fn reserve(
         &self,
         request: Request<proto::ReserveRequest>,
     ) -> Result<Response<proto::ReserveResponse>, Status> {
         let req = parse_reserve(request.into_inner())?;
+        tracing::Span::current().record("order_id", req.order_id.as_str());
         // Explicit locations must exist; allocation uses the cached order.
         for (i, line) in req.lines.iter().enumerate() {
             if let Some(loc) = &line.location
