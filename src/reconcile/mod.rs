@@ -13,4 +13,4 @@ mod writer;
 pub use event::{Event, EventError, StreamPos};
 pub use leader::LeaderLock;
 pub use reconciler::{Batch, ReconcileStats, Reconciler, ReconcilerSettings};
-pub use writer::{Applied, apply_batch};
+pub use writer::{Applied, Isolated, WriteError, apply_batch, isolate, refused_for_content};
