@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `local`.
+//! The command line: `serve`, `migrate`, `local`, `check`, `quarantine`,
+//! `import`, `export`.
 
 use std::process::ExitCode;
 
@@ -30,12 +31,20 @@ enum Command {
     Local,
     /// Compare Redis levels with the Postgres snapshot, and the snapshot with
     /// the ledger replayed from zero (and with the ledger's sums the
-    /// reconciler keeps); print every difference. Exits 1 when any remain.
+    /// reconciler keeps); print every difference, and every event in the
+    /// reconciler's quarantine. Exits 1 when any difference or unresolved
+    /// quarantined event remains.
     Check {
         /// Fix the snapshot and the kept sums from the ledger where the ledger
         /// agrees with Redis (refuses where it does not).
         #[arg(long)]
         repair: bool,
+    },
+    /// The reconciler's quarantine: events Postgres refused (or that could
+    /// not be read), set apart so that the rest goes on. Needs Postgres only.
+    Quarantine {
+        #[command(subcommand)]
+        action: QuarantineAction,
     },
     /// Import SKUs and on-hand stock from a CSV file (sku, name, location,
     /// on_hand, and optional unit_price, unit_cost, supplier_id). Every row is
@@ -52,6 +61,45 @@ enum Command {
     Export {
         /// Where to write; standard output when absent.
         file: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineAction {
+    /// List the unresolved events (with --all, the resolved ones too).
+    List {
+        /// Resolved ones too, with who resolved them, when and how.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Write events again, as the reconciler would, once what made Postgres
+    /// refuse them is fixed; each that goes in is resolved as retried.
+    /// Exits 1 if any is still refused.
+    Retry {
+        /// The events' ids (see `list`).
+        #[arg(required_unless_present = "all")]
+        ids: Vec<i64>,
+        /// Every unresolved event, oldest first.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        /// Who resolves them (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        /// Kept with the resolution (default: what was written).
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Resolve events without writing them (the rows stay, marked discarded).
+    Discard {
+        /// The events' ids (see `list`).
+        #[arg(required = true)]
+        ids: Vec<i64>,
+        /// Why they are not to be written.
+        #[arg(long)]
+        note: String,
+        /// Who resolves them (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
     },
 }
 
@@ -79,6 +127,7 @@ pub fn main() -> ExitCode {
             Command::Migrate => migrate(config).await,
             Command::Local => local::run(config).await,
             Command::Check { repair } => check(config, repair).await,
+            Command::Quarantine { action } => quarantine(config, action).await,
             Command::Import { file, quiet } => import(config, &file, quiet).await,
             Command::Export { file } => export(config, file.as_deref()).await,
         }
@@ -126,17 +175,31 @@ async fn check(config: Config, repair: bool) -> anyhow::Result<()> {
     }
     for m in &report.mismatches {
         println!(
-            "{} @ {}: redis {} snapshot {} ledger {} kept sums {}",
+            "{} @ {}: redis {} snapshot {} ledger {} kept sums {}{}",
             m.sku,
             m.location_id,
             m.redis.map_or("(in flight)".to_owned(), show),
             show(m.snapshot),
             show(m.ledger),
-            show(m.totals)
+            show(m.totals),
+            held_here(&m.quarantined)
         );
     }
+    let quarantined = crate::reconcile::quarantine::list(&db, false).await?;
+    println!("{} events in the reconciler's quarantine", quarantined.len());
+    for q in &quarantined {
+        print_quarantined(q);
+    }
+    let unresolved = || {
+        anyhow::ensure!(
+            quarantined.is_empty(),
+            "{} events in quarantine (retry or discard them: stockd quarantine --help)",
+            quarantined.len()
+        );
+        Ok(())
+    };
     if report.mismatches.is_empty() {
-        return Ok(());
+        return unresolved();
     }
     if !repair {
         anyhow::bail!(
@@ -147,14 +210,125 @@ async fn check(config: Config, repair: bool) -> anyhow::Result<()> {
     let (repaired, refused) = crate::ledger::repair_snapshot(&db, &report).await?;
     println!("repaired {} snapshot rows from the ledger", repaired.len());
     for m in &refused {
-        println!("refused {} @ {}: the ledger does not agree with redis; not guessing", m.sku, m.location_id);
+        println!(
+            "refused {} @ {}: the ledger does not agree with redis; not guessing{}",
+            m.sku,
+            m.location_id,
+            held_here(&m.quarantined)
+        );
     }
     anyhow::ensure!(refused.is_empty(), "{} differences left: the ledger itself disagrees", refused.len());
-    Ok(())
+    unresolved()
 }
 
 fn show(l: crate::domain::Levels) -> String {
     format!("[on_hand {} reserved {} committed {} in_transit {}]", l.on_hand, l.reserved, l.committed, l.in_transit)
+}
+
+/// A difference's quarantined events, if it has any.
+fn held_here(h: &crate::reconcile::quarantine::Held) -> String {
+    if h.events == 0 {
+        return String::new();
+    }
+    format!("; {} events in quarantine here would change it by {}", h.events, show(h.deltas))
+}
+
+fn print_quarantined(q: &crate::reconcile::quarantine::QuarantinedEvent) {
+    println!(
+        "#{} at {} (position {}; {} attempts{})",
+        q.id,
+        q.quarantined_at.to_rfc3339(),
+        q.position(),
+        q.attempts,
+        q.sqlstate.as_deref().map(|c| format!("; SQLSTATE {c}")).unwrap_or_default()
+    );
+    println!("    event: {}", q.summary);
+    println!("    error: {}", q.error);
+    if let (Some(resolution), Some(at)) = (&q.resolution, &q.resolved_at) {
+        println!(
+            "    {resolution} by {} at {}: {}",
+            q.resolved_by.as_deref().unwrap_or("?"),
+            at.to_rfc3339(),
+            q.note.as_deref().unwrap_or("")
+        );
+    }
+}
+
+/// Who resolves: `--by`, else the login name, else "unknown".
+fn operator(by: Option<String>) -> String {
+    by.filter(|b| !b.trim().is_empty())
+        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        .or_else(|| std::env::var("LOGNAME").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+async fn quarantine(config: Config, action: QuarantineAction) -> anyhow::Result<()> {
+    use crate::reconcile::quarantine::{self, RetryOutcome};
+    let db = db::connect(&config).await?;
+    db::check_migrated(&db).await?;
+    match action {
+        QuarantineAction::List { all } => {
+            let rows = quarantine::list(&db, all).await?;
+            let open = rows.iter().filter(|q| q.resolution.is_none()).count();
+            println!(
+                "{open} unresolved{}",
+                if all { format!(", {} resolved", rows.len() - open) } else { String::new() }
+            );
+            for q in &rows {
+                print_quarantined(q);
+            }
+            Ok(())
+        }
+        QuarantineAction::Retry { ids, all, by, note } => {
+            let by = operator(by);
+            let ids = if all { quarantine::list(&db, false).await?.into_iter().map(|q| q.id).collect() } else { ids };
+            let mut left = 0;
+            for id in ids {
+                match quarantine::retry(&db, id, &by, note.as_deref()).await {
+                    Ok(RetryOutcome::Applied(a)) => {
+                        println!(
+                            "#{id} retried: written ({} ledger rows{})",
+                            a.ledger_rows,
+                            if a.replayed { ", some were there already" } else { "" }
+                        );
+                    }
+                    Ok(RetryOutcome::StillRefused(e)) => {
+                        left += 1;
+                        println!("#{id} still refused: {e}");
+                    }
+                    Ok(RetryOutcome::Stale { read_under, now }) => {
+                        left += 1;
+                        println!(
+                            "#{id} not retried: read under store generation {read_under}, which is now {}; Redis was rebuilt from Postgres without this event, so it is not to be written now (discard it)",
+                            now.as_deref().unwrap_or("unset")
+                        );
+                    }
+                    Err(e) => {
+                        left += 1;
+                        println!("#{id} not retried: {e}");
+                    }
+                }
+            }
+            anyhow::ensure!(left == 0, "{left} events not retried");
+            Ok(())
+        }
+        QuarantineAction::Discard { ids, note, by } => {
+            anyhow::ensure!(!note.trim().is_empty(), "--note must say why the events are not to be written");
+            let by = operator(by);
+            let mut left = 0;
+            for id in ids {
+                match quarantine::discard(&db, id, &by, &note).await {
+                    Ok(()) => println!("#{id} discarded by {by}"),
+                    Err(e) => {
+                        left += 1;
+                        println!("#{id} not discarded: {e}");
+                    }
+                }
+            }
+            anyhow::ensure!(left == 0, "{left} events not discarded");
+            Ok(())
+        }
+    }
 }
 
 async fn import(config: Config, file: &std::path::Path, quiet: bool) -> anyhow::Result<()> {

@@ -14,7 +14,8 @@
 //! - `grpc`: the transport. Generated code, validation, one error mapping,
 //!   thin handlers, health.
 //! - `reconcile`: the reconciler (Redis event streams -> Postgres ledger and
-//!   snapshot), led by one replica at a time.
+//!   snapshot), led by one replica at a time; the quarantine of events
+//!   Postgres refuses (the rest goes on), and the streams' backlog and lag.
 //! - `recovery`: the generation marker, and rebuilding Redis from Postgres
 //!   when it is lost.
 //! - `ledger`: reading the system of record (movements) and the drift check.

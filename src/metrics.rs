@@ -34,9 +34,10 @@ pub struct Metrics {
     pub sweeper_released: IntCounter,
     /// Uncommitted holds right now (read at scrape time).
     active_holds: IntGauge,
-    /// Events waiting in the streams (read at scrape time).
+    /// Stream entries not yet in Postgres (read at scrape time).
     backlog: IntGauge,
-    /// Seconds from the oldest event of the last batch to its commit in Postgres.
+    /// Seconds since the oldest event not yet in Postgres (read at scrape
+    /// time, in Redis time): it keeps rising while the reconciler fails.
     reconcile_lag: Gauge,
     /// Events written to the ledger by this process.
     reconciled_events: IntGauge,
@@ -48,6 +49,8 @@ pub struct Metrics {
     reconcile_leader: IntGauge,
     /// SKU-locations the last drift check found disagreeing.
     drift_mismatches: IntGauge,
+    /// Unresolved events in the reconciler's quarantine.
+    quarantined: IntGauge,
     /// 1 when the hot path (Redis, holding the store) is ready.
     ready: IntGauge,
 }
@@ -74,7 +77,7 @@ impl Metrics {
     /// A fresh registry with every series.
     pub fn new() -> prometheus::Result<Arc<Self>> {
         let r = Registry::new();
-        let reconcile_lag = Gauge::new("stockd_reconcile_lag_seconds", "Event-to-Postgres lag of the last batch")?;
+        let reconcile_lag = Gauge::new("stockd_reconcile_lag_seconds", "Age of the oldest event not yet in Postgres")?;
         r.register(Box::new(reconcile_lag.clone()))?;
         let overload_rejections =
             IntCounter::new("stockd_overload_rejections_total", "Calls refused with RESOURCE_EXHAUSTED")?;
@@ -96,7 +99,7 @@ impl Metrics {
             script_errors: counter_vec(&r, "stockd_script_errors_total", "Failed script calls", &["script"])?,
             sweeper_released,
             active_holds: gauge(&r, "stockd_active_holds", "Uncommitted holds")?,
-            backlog: gauge(&r, "stockd_reconcile_backlog", "Events not yet in Postgres")?,
+            backlog: gauge(&r, "stockd_reconcile_backlog", "Stream entries not yet in Postgres")?,
             reconcile_lag,
             reconciled_events: gauge(&r, "stockd_reconciled_events", "Ledger rows written by this process")?,
             reconciled_expiries: gauge(
@@ -107,6 +110,11 @@ impl Metrics {
             reconcile_failures: gauge(&r, "stockd_reconcile_failures", "Failed reconcile batches")?,
             reconcile_leader: gauge(&r, "stockd_reconcile_leader", "1 when this process leads the reconciler")?,
             drift_mismatches: gauge(&r, "stockd_drift_mismatches", "SKU-locations in disagreement at the last check")?,
+            quarantined: gauge(
+                &r,
+                "stockd_reconcile_quarantined_events",
+                "Events the reconciler set apart (Postgres refused them), not yet resolved",
+            )?,
             ready: gauge(&r, "stockd_ready", "1 when the hot path is ready")?,
             registry: r,
         }))
@@ -117,16 +125,17 @@ impl Metrics {
         if let Ok(n) = engine.active_holds().await {
             self.active_holds.set(i64::try_from(n).unwrap_or(i64::MAX));
         }
-        if let Ok(lens) = engine.stream_lengths().await {
-            self.backlog.set(i64::try_from(lens.iter().sum::<u64>()).unwrap_or(i64::MAX));
+        if let Ok(b) = crate::reconcile::backlog(engine).await {
+            self.backlog.set(i64::try_from(b.entries).unwrap_or(i64::MAX));
+            self.reconcile_lag.set(b.lag_ms as f64 / 1000.0);
         }
         let get = |a: &std::sync::atomic::AtomicU64| i64::try_from(a.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
-        self.reconcile_lag.set(stats.lag_ms.load(Ordering::Relaxed) as f64 / 1000.0);
         self.reconciled_events.set(get(&stats.events));
         self.reconciled_expiries.set(get(&stats.expiries));
         self.reconcile_failures.set(get(&stats.failures));
         self.reconcile_leader.set(i64::from(stats.leading.load(Ordering::Relaxed)));
         self.drift_mismatches.set(get(&stats.drift));
+        self.quarantined.set(get(&stats.quarantined));
         self.ready.set(i64::from(engine.is_ready()));
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {

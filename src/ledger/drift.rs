@@ -5,7 +5,9 @@
 //! ledger replayed from zero (`stockd check`, which also checks those sums).
 //! Differences are listed; `repair_snapshot` fixes the snapshot (and the
 //! sums) from the ledger where the ledger agrees with Redis, and refuses to
-//! guess where it does not.
+//! guess where it does not. A difference at a SKU-location with events in
+//! the reconciler's quarantine is listed with them (an event Postgres refused
+//! is in Redis and not in the ledger): it is theirs to explain, not hidden.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::{Levels, Sku};
 use crate::reconcile::ReconcileStats;
+use crate::reconcile::quarantine::{Held, held_by_location};
 use crate::reservation::Engine;
 
 /// One SKU-location where the three sources disagree.
@@ -34,6 +37,9 @@ pub struct Mismatch {
     pub ledger: Levels,
     /// The ledger's sums as the reconciler keeps them.
     pub totals: Levels,
+    /// Unresolved events in quarantine for this SKU-location and what they
+    /// would change: a difference they account for is theirs.
+    pub quarantined: Held,
 }
 
 /// What the snapshot is compared with.
@@ -95,6 +101,7 @@ pub async fn check_drift(engine: &Engine, db: &PgPool, side: LedgerSide) -> anyh
     };
     let skus: Vec<String> = sqlx::query_scalar("SELECT sku FROM skus ORDER BY sku").fetch_all(&mut *tx).await?;
     tx.commit().await?;
+    let held = held_by_location(db).await?;
 
     let (mut snap, mut totals) = (BTreeMap::new(), BTreeMap::new());
     for (sku, loc, oh, rs, cm, it, sum_oh, sum_rs, sum_cm, sum_it) in rows {
@@ -139,6 +146,7 @@ pub async fn check_drift(engine: &Engine, db: &PgPool, side: LedgerSide) -> anyh
                 snapshot: s,
                 ledger: l,
                 totals: t,
+                quarantined: held.get(key).copied().unwrap_or_default(),
             });
         }
     }
@@ -218,7 +226,8 @@ pub async fn run_drift_checks(
             Ok(r) => {
                 stats.drift.store(r.mismatches.len() as u64, Ordering::Relaxed);
                 if !r.mismatches.is_empty() {
-                    tracing::warn!(mismatches = r.mismatches.len(), first = ?r.mismatches.first(), "drift between redis and postgres");
+                    let quarantined = r.mismatches.iter().filter(|m| m.quarantined.events > 0).count();
+                    tracing::warn!(mismatches = r.mismatches.len(), with_quarantined_events = quarantined, first = ?r.mismatches.first(), "drift between redis and postgres");
                 }
             }
             Err(e) => tracing::warn!(error = format!("{e:#}"), "drift check failed"),

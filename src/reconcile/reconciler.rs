@@ -2,9 +2,9 @@
 //! each batch to Postgres, then acknowledges and trims.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::Value;
 use redis::aio::ConnectionLike;
@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::event::{Event, EventError, StreamPos};
 use super::leader::LeaderLock;
-use super::writer::{Applied, apply_batch};
+use super::quarantine::{self, Refused};
+use super::writer::{Applied, Isolated, WriteError, apply_batch, isolate};
 use crate::reservation::{Engine, EngineError};
 
 /// The consumer group every stockd replica shares.
@@ -39,11 +40,10 @@ pub struct ReconcilerSettings {
     pub lag_alert: Duration,
 }
 
-/// Counters the metrics endpoint exports.
+/// Counters the metrics endpoint and `/readyz` show. (Lag and backlog are
+/// read from the streams when asked: see `backlog`.)
 #[derive(Debug, Default)]
 pub struct ReconcileStats {
-    /// Milliseconds from the oldest event of the last batch to its commit.
-    pub lag_ms: AtomicI64,
     /// Events written to Postgres (ledger rows), in total.
     pub events: AtomicU64,
     /// Expiry events written to the ledger, in total.
@@ -55,6 +55,24 @@ pub struct ReconcileStats {
     /// SKU-locations where the last drift check found Redis, the snapshot
     /// and the ledger disagreeing.
     pub drift: AtomicU64,
+    /// Unresolved events in quarantine, as last counted (every few seconds,
+    /// by every replica that runs the reconciler, leading or not).
+    pub quarantined: AtomicU64,
+    /// Rounds failed in a row while leading (0 after one that went in, and
+    /// while not leading): while it grows, nothing reaches Postgres.
+    pub consecutive_failures: AtomicU64,
+    /// Why the last round failed (kept after a success; shown while
+    /// `consecutive_failures` is above 0).
+    pub last_error: Mutex<String>,
+}
+
+impl ReconcileStats {
+    /// Why the reconciler fails now: how many rounds in a row and the last
+    /// error; None while it is not failing.
+    pub fn failing(&self) -> Option<(u64, String)> {
+        let n = self.consecutive_failures.load(Ordering::Relaxed);
+        (n > 0).then(|| (n, self.last_error.lock().map(|e| e.clone()).unwrap_or_default()))
+    }
 }
 
 /// Entries read from the streams, not yet acknowledged.
@@ -63,8 +81,13 @@ pub struct Batch {
     /// Parsed events in stream order per partition (an entry holds one or
     /// more: see `StreamPos::idx`).
     pub events: Vec<(StreamPos, Event)>,
-    /// Entries that could not be parsed (logged, acknowledged, skipped).
-    pub unreadable: Vec<StreamPos>,
+    /// Entries that could not be parsed, and why (put in quarantine whole,
+    /// acknowledged).
+    pub unreadable: Vec<(StreamPos, EventError)>,
+    /// Each partition's XREADGROUP reply as it came, so that an event is put
+    /// in quarantine exactly as read. Kept, not copied: the events above own
+    /// their strings, and the replies are dropped with the batch either way.
+    pub replies: Vec<(u32, Value)>,
     /// The store generation in Redis when the batch was read.
     pub generation: String,
     /// Some partition gave as many entries as it was asked for: more may be
@@ -82,13 +105,50 @@ impl Batch {
 
     fn last_per_partition(&self) -> HashMap<u32, StreamPos> {
         let mut last: HashMap<u32, StreamPos> = HashMap::new();
-        for pos in self.events.iter().map(|(p, _)| p).chain(self.unreadable.iter()) {
+        for pos in self.events.iter().map(|(p, _)| p).chain(self.unreadable.iter().map(|(p, _)| p)) {
             let e = last.entry(pos.partition).or_insert(*pos);
             if *e < *pos {
                 *e = *pos;
             }
         }
         last
+    }
+
+    /// The field-value list of the entry at `pos` as read; None when the
+    /// batch does not hold its reply (a batch put together by hand).
+    pub fn raw_entry(&self, pos: StreamPos) -> Option<Vec<Vec<u8>>> {
+        let id = pos.id();
+        let mut found = None;
+        for (_, reply) in self.replies.iter().filter(|(p, _)| *p == pos.partition) {
+            let _ = for_each_entry(reply, |entry, fields| {
+                if found.is_none() && entry == id {
+                    found = Some(fields.iter().map(raw_bytes).collect());
+                }
+            });
+        }
+        found
+    }
+
+    /// The fields of the one event at `pos` as read: its `v` field and
+    /// value in an entry of packed events, or the whole entry in the older
+    /// one-field-per-value form.
+    pub fn raw_event(&self, pos: StreamPos) -> Option<Vec<Vec<u8>>> {
+        let fields = self.raw_entry(pos)?;
+        if fields.first().map(Vec::as_slice) != Some(b"v".as_slice()) {
+            return Some(fields);
+        }
+        let at = usize::try_from(pos.idx).ok()?.checked_mul(2)?;
+        fields.get(at..at + 2).map(<[Vec<u8>]>::to_vec)
+    }
+}
+
+/// A reply value's bytes (a field or value of an entry is a bulk string).
+fn raw_bytes(v: &Value) -> Vec<u8> {
+    match v {
+        Value::BulkString(b) => b.clone(),
+        Value::SimpleString(s) => s.as_bytes().to_vec(),
+        Value::Int(i) => i.to_string().into_bytes(),
+        other => format!("{other:?}").into_bytes(),
     }
 }
 
@@ -216,21 +276,49 @@ impl Reconciler {
                         events.into_iter().enumerate().map(|(i, e)| (pos.at(u32::try_from(i).unwrap_or(u32::MAX)), e)),
                     ),
                     Err(e) => {
-                        tracing::error!(partition = p, id, error = %e, "skipping unreadable event");
-                        batch.unreadable.push(pos);
+                        tracing::error!(partition = p, id, error = %e, "unreadable stream entry; it goes to quarantine");
+                        batch.unreadable.push((pos, e));
                     }
                 }
             })
             .map_err(|detail| EngineError::Protocol { script: "XREADGROUP", detail })?;
             batch.full |= read >= count;
             batch.entries += read;
+            batch.replies.push((p, reply));
         }
         Ok(batch)
     }
 
-    /// Writes a batch to Postgres (one transaction).
+    /// Writes a batch to Postgres: one transaction, unless Postgres refuses
+    /// it for what it holds. Then it is written in parts (see `isolate`), the
+    /// events refused on their own go to quarantine with their error, and
+    /// so do the entries that could not be read; the batch can then be
+    /// acknowledged like any other. An outage is an error: nothing is set
+    /// apart, and the batch is read and written again later.
     pub async fn apply(&self, batch: &Batch) -> anyhow::Result<Applied> {
-        let applied = apply_batch(&self.db, &batch.events, &batch.generation).await?;
+        let (mut applied, refused) = match apply_batch(&self.db, &batch.events, &batch.generation).await {
+            Ok(applied) => (applied, Vec::new()),
+            Err(e) if e.is_refusal() => {
+                tracing::warn!(
+                    error = %e.message(),
+                    events = batch.events.len(),
+                    "postgres refused a batch; writing it in parts to find the events it refuses"
+                );
+                let write =
+                    |part: std::ops::Range<usize>| apply_batch(&self.db, &batch.events[part], &batch.generation);
+                match isolate(batch.events.len(), e, write).await? {
+                    Isolated::Written { applied, refused } => (applied, refused),
+                    Isolated::Stale => (Applied { stale: true, ..Applied::default() }, Vec::new()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if applied.stale {
+            return Ok(applied);
+        }
+        if !refused.is_empty() || !batch.unreadable.is_empty() {
+            applied.quarantined = self.quarantine(batch, &refused).await?;
+        }
         self.stats.events.fetch_add(applied.ledger_rows, Ordering::Relaxed);
         self.stats.expiries.fetch_add(applied.expiries, Ordering::Relaxed);
         let oldest = batch
@@ -243,14 +331,59 @@ impl Reconciler {
             .min();
         if let Some(oldest) = oldest {
             let lag = (now_ms() - oldest).max(0);
-            self.stats.lag_ms.store(lag, Ordering::Relaxed);
             if lag > i64::try_from(self.settings.lag_alert.as_millis()).unwrap_or(i64::MAX) {
                 tracing::warn!(lag_ms = lag, "reconcile lag above the alert threshold");
             }
-        } else {
-            self.stats.lag_ms.store(0, Ordering::Relaxed);
         }
         Ok(applied)
+    }
+
+    /// Puts the events of `batch` that Postgres `refused` (by index), and
+    /// its unreadable entries, in quarantine; returns how many.
+    async fn quarantine(&self, batch: &Batch, refused: &[(usize, WriteError)]) -> anyhow::Result<u64> {
+        let mut rows: Vec<Refused> = Vec::with_capacity(refused.len() + batch.unreadable.len());
+        for (i, e) in refused {
+            let Some((pos, event)) = batch.events.get(*i) else { continue };
+            rows.push(Refused {
+                pos: *pos,
+                raw: batch.raw_event(*pos).unwrap_or_default(),
+                event: Some(event),
+                error: e.message(),
+                sqlstate: e.sqlstate(),
+            });
+        }
+        for (pos, e) in &batch.unreadable {
+            rows.push(Refused {
+                pos: *pos,
+                raw: batch.raw_entry(*pos).unwrap_or_default(),
+                event: None,
+                error: e.to_string(),
+                sqlstate: None,
+            });
+        }
+        for r in &rows {
+            tracing::error!(
+                partition = r.pos.partition,
+                id = r.pos.id(),
+                idx = r.pos.idx,
+                error = %r.error,
+                sqlstate = ?r.sqlstate,
+                "an event goes to quarantine (see `stockd quarantine list`); the reconciler goes on"
+            );
+        }
+        quarantine::record(&self.db, &rows, &batch.generation).await?;
+        self.refresh_quarantined().await;
+        Ok(rows.len() as u64)
+    }
+
+    /// Counts the unresolved quarantined events again for the metric and
+    /// `/readyz` (an operator resolves them from another process). Postgres
+    /// unreachable: the count stays as it was.
+    pub async fn refresh_quarantined(&self) {
+        match quarantine::unresolved_count(&self.db).await {
+            Ok(n) => self.stats.quarantined.store(n, Ordering::Relaxed),
+            Err(e) => tracing::debug!(error = %e, "cannot count the quarantine now"),
+        }
     }
 
     /// Acknowledges a written batch and trims what it covered from the streams.
@@ -258,7 +391,9 @@ impl Reconciler {
         let keys = self.engine.keys();
         let mut by_part: HashMap<u32, Vec<String>> = HashMap::new();
         // One id per entry: its first event stands for it.
-        for pos in batch.events.iter().map(|(p, _)| p).chain(batch.unreadable.iter()).filter(|p| p.idx == 0) {
+        for pos in
+            batch.events.iter().map(|(p, _)| p).chain(batch.unreadable.iter().map(|(p, _)| p)).filter(|p| p.idx == 0)
+        {
             by_part.entry(pos.partition).or_default().push(pos.id());
         }
         let mut pipe = redis::pipe();
@@ -277,9 +412,22 @@ impl Reconciler {
     /// One round: read, write, acknowledge. Returns what was read: how many
     /// ledger rows were written, and whether more is waiting.
     pub async fn try_execute_task(&mut self) -> anyhow::Result<Round> {
+        let result = self.round().await;
+        match &result {
+            Ok(_) => self.stats.consecutive_failures.store(0, Ordering::Relaxed),
+            Err(e) => {
+                if let Ok(mut last) = self.stats.last_error.lock() {
+                    *last = format!("{e:#}");
+                }
+                self.stats.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    async fn round(&mut self) -> anyhow::Result<Round> {
         let batch = self.read_batch().await?;
         if batch.is_empty() {
-            self.stats.lag_ms.store(0, Ordering::Relaxed);
             return Ok(Round::default());
         }
         let full = batch.full;
@@ -313,9 +461,16 @@ impl Reconciler {
         let key = LeaderLock::key_for(self.engine.keys().prefix());
         let mut lock: Option<LeaderLock> = None;
         let mut backoff = self.settings.interval;
-        let mut checked = std::time::Instant::now();
+        let mut checked = Instant::now();
+        let mut counted: Option<Instant> = None;
         let max_backoff = Duration::from_secs(5);
         loop {
+            // Leading or not, so that every replica's metric and /readyz
+            // show the quarantine, and a resolution shows within seconds.
+            if counted.is_none_or(|at| at.elapsed() >= QUARANTINE_RECOUNT) {
+                counted = Some(Instant::now());
+                self.refresh_quarantined().await;
+            }
             if lock.is_none() {
                 match LeaderLock::try_acquire(&self.db, key).await {
                     Ok(Some(l)) => {
@@ -332,14 +487,18 @@ impl Reconciler {
                 }
             }
             let wait = match &mut lock {
-                None => Duration::from_secs(1),
+                None => {
+                    // Failing is the leader's to report.
+                    self.stats.consecutive_failures.store(0, Ordering::Relaxed);
+                    Duration::from_secs(1)
+                }
                 Some(l) => match self.try_execute_task().await {
                     Ok(round) => {
                         backoff = self.settings.interval;
                         // Make sure the lock's own session is alive now and
                         // then, so two replicas never both think they lead.
                         if checked.elapsed() > Duration::from_secs(2) {
-                            checked = std::time::Instant::now();
+                            checked = Instant::now();
                             if !l.still_held().await {
                                 tracing::warn!("reconciler: lost the leader lock");
                                 lock = None;
@@ -381,6 +540,9 @@ pub struct Round {
     /// Some partition had at least as many entries as it was asked for.
     pub full: bool,
 }
+
+/// How often the unresolved quarantined events are counted again.
+const QUARANTINE_RECOUNT: Duration = Duration::from_secs(5);
 
 /// Fewest entries asked of one partition, however many share the batch.
 const MIN_PER_PARTITION: usize = 16;
@@ -470,7 +632,7 @@ fn for_each_entry(reply: &Value, mut f: impl FnMut(&str, &[Value])) -> Result<()
 /// The events of an entry's field-value list: one packed field `v` per
 /// event (several when a script call changed several SKU-locations of the
 /// partition), or one event in the older one-field-per-value form.
-fn parse_entry(fields: &[Value]) -> Result<Vec<Event>, EventError> {
+pub(crate) fn parse_entry(fields: &[Value]) -> Result<Vec<Event>, EventError> {
     fn text(v: &Value) -> Option<&str> {
         match v {
             Value::BulkString(b) => std::str::from_utf8(b).ok(),
@@ -572,6 +734,32 @@ mod tests {
         let first = StreamPos::parse(3, "1000-7").expect("id");
         assert!(first < first.at(1) && first.at(1) < StreamPos::parse(3, "1000-8").expect("id"), "in stream order");
         assert_eq!(first.at(1).id(), "1000-7", "acknowledged by its entry's id");
+    }
+
+    #[test]
+    fn a_batch_finds_an_event_as_read_in_the_reply_it_came_in() {
+        const SECOND: &str = "reserve\tA\tWH1\t0\t1\t0\t0\t10\t3\t0\t0\t1000\t2000\tweb\to-2\t\t";
+        let entries = Value::Array(vec![
+            entry("5-0", &["v", PACKED, "v", SECOND]),
+            entry("6-0", &["k", "extend", "o", "o-1", "e", "9", "t", "6"]),
+        ]);
+        let batch = Batch {
+            replies: vec![(3, Value::Array(vec![Value::Array(vec![bulk("p:ev"), entries])]))],
+            ..Batch::default()
+        };
+        let at = |id: &str, idx: u32| StreamPos::parse(3, id).expect("id").at(idx);
+        let bytes = |fields: &[&str]| fields.iter().map(|f| f.as_bytes().to_vec()).collect::<Vec<_>>();
+        assert_eq!(batch.raw_event(at("5-0", 1)), Some(bytes(&["v", SECOND])), "the second of a packed entry");
+        assert_eq!(batch.raw_event(at("5-0", 0)), Some(bytes(&["v", PACKED])));
+        assert_eq!(batch.raw_entry(at("5-0", 0)), Some(bytes(&["v", PACKED, "v", SECOND])), "the whole entry");
+        assert_eq!(
+            batch.raw_event(at("6-0", 0)),
+            Some(bytes(&["k", "extend", "o", "o-1", "e", "9", "t", "6"])),
+            "an event in the field-per-value form is its whole entry"
+        );
+        assert_eq!(batch.raw_event(at("5-0", 2)), None, "no third event");
+        assert_eq!(batch.raw_entry(at("7-0", 0)), None, "not in the batch");
+        assert_eq!(batch.raw_entry(StreamPos::parse(4, "5-0").expect("id")), None, "another partition");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! is new: events already recorded (a replayed batch) change nothing.
 
 use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -23,6 +24,73 @@ pub struct Applied {
     /// The batch held events already recorded (read again after a crash)
     /// and was written a second time, skipping those.
     pub replayed: bool,
+    /// Events (or unreadable entries) put in quarantine instead (by the
+    /// reconciler; `apply_batch` itself writes all or nothing).
+    pub quarantined: u64,
+}
+
+/// Why a batch was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Postgres answered with an error, or could not be reached.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    /// The deltas of one SKU-location within the batch add up beyond the
+    /// bigint range (the sums kept in stock_levels would overflow in Rust
+    /// before Postgres saw them; written one at a time, Postgres decides).
+    #[error("the ledger sums of {sku} @ {location_id} leave the bigint range within one batch")]
+    SumOverflow {
+        /// What.
+        sku: String,
+        /// Where.
+        location_id: String,
+    },
+}
+
+impl WriteError {
+    /// The SQLSTATE Postgres answered with, if it answered.
+    pub fn sqlstate(&self) -> Option<String> {
+        match self {
+            WriteError::Db(e) => e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned()),
+            WriteError::SumOverflow { .. } => Some(NUMERIC_VALUE_OUT_OF_RANGE.to_owned()),
+        }
+    }
+
+    /// Whether the batch was refused for what it holds (see `refused_for_content`)
+    /// rather than because Postgres is unreachable, down or overloaded.
+    pub fn is_refusal(&self) -> bool {
+        self.sqlstate().is_some_and(|code| refused_for_content(&code))
+    }
+
+    /// The error as an operator reads it: Postgres's message and detail.
+    pub fn message(&self) -> String {
+        match self {
+            WriteError::Db(sqlx::Error::Database(d)) => {
+                let detail = d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().and_then(|p| p.detail());
+                match detail {
+                    Some(detail) => format!("{} ({detail})", d.message()),
+                    None => d.message().to_owned(),
+                }
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+/// SQLSTATE numeric_value_out_of_range (what Postgres answers for a bigint
+/// sum that overflows).
+pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
+
+/// Whether an error with this SQLSTATE means Postgres refused the values it
+/// was given, so that the same batch would be refused again however often it
+/// is retried: class 22 (data exception: a number out of range, text with a
+/// NUL byte), 23 (integrity constraint violation) and 54 (program limit
+/// exceeded: a value too large for an index row). Every other class (08
+/// connection, 53 insufficient resources, 57 operator intervention, 40
+/// transaction rollback, 42 a table missing or not allowed, XX internal) is
+/// about Postgres, not about the events, and is retried as it is.
+pub fn refused_for_content(sqlstate: &str) -> bool {
+    matches!(sqlstate.get(..2), Some("22" | "23" | "54"))
 }
 
 /// A stock event with its stream position.
@@ -77,15 +145,78 @@ fn at(ms: i64) -> DateTime<Utc> {
 /// a batch is read again after a crash between commit and acknowledgement;
 /// the ledger's unique key then refuses the batch, and it is written again,
 /// skipping what is recorded (`Applied::replayed`).
-pub async fn apply_batch(db: &PgPool, events: &[(StreamPos, Event)], generation: &str) -> Result<Applied, sqlx::Error> {
+///
+/// An error that `WriteError::is_refusal` calls a refusal comes back for what
+/// the batch holds; the reconciler then writes it in parts (see `isolate`).
+pub async fn apply_batch(db: &PgPool, events: &[(StreamPos, Event)], generation: &str) -> Result<Applied, WriteError> {
     match write_batch(db, events, generation, Mode::New).await {
-        Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => {
+        Err(WriteError::Db(e)) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => {
             tracing::info!("a batch held events already in the ledger; writing it again with conflict checks");
             let applied = write_batch(db, events, generation, Mode::Replay).await?;
             Ok(Applied { replayed: true, ..applied })
         }
         other => other,
     }
+}
+
+/// What writing a refused batch in parts did (see `isolate`).
+#[derive(Debug)]
+pub enum Isolated {
+    /// Every part Postgres took is written; the refused events are listed by
+    /// their index in the batch, each with its error, in stream order.
+    Written {
+        /// What the written parts changed, together.
+        applied: Applied,
+        /// Events refused on their own.
+        refused: Vec<(usize, WriteError)>,
+    },
+    /// The store generation changed meanwhile (Redis was rebuilt): the rest
+    /// of the batch is not written, as `Applied::stale` says of a whole one.
+    Stale,
+}
+
+/// Writes a batch of `len` events that Postgres refused as a whole
+/// (`refusal`, for what it holds) in parts, so that one bad event does not
+/// stop the rest: `write(range)` writes the events in `range` in one
+/// transaction. A refused part is halved until the refused events stand
+/// alone; k bad events among n cost about 2·k·log2(n/k) transactions, and
+/// only after a refusal, so a batch that goes in is still one transaction.
+///
+/// Parts are written in stream order (every part after all those before
+/// it), so the snapshot moves forward as it would have. An error other than
+/// a refusal (Postgres went away half-way) stops here: what was written
+/// stays written, and the batch, read again, finds it in the ledger.
+pub async fn isolate<F, Fut>(len: usize, refusal: WriteError, mut write: F) -> Result<Isolated, WriteError>
+where
+    F: FnMut(Range<usize>) -> Fut,
+    Fut: Future<Output = Result<Applied, WriteError>>,
+{
+    let mut applied = Applied::default();
+    let mut refused = Vec::new();
+    // The parts still to write, the next one last.
+    let mut todo: Vec<Range<usize>> = Vec::new();
+    match len {
+        0 => return Err(refusal),
+        1 => refused.push((0, refusal)),
+        _ => todo.extend([len / 2..len, 0..len / 2]),
+    }
+    while let Some(part) = todo.pop() {
+        match write(part.clone()).await {
+            Ok(a) if a.stale => return Ok(Isolated::Stale),
+            Ok(a) => {
+                applied.ledger_rows += a.ledger_rows;
+                applied.expiries += a.expiries;
+                applied.replayed |= a.replayed;
+            }
+            Err(e) if e.is_refusal() && part.len() > 1 => {
+                let mid = part.start + part.len() / 2;
+                todo.extend([mid..part.end, part.start..mid]);
+            }
+            Err(e) if e.is_refusal() => refused.push((part.start, e)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Isolated::Written { applied, refused })
 }
 
 /// How the ledger rows of a batch go in.
@@ -102,7 +233,7 @@ async fn write_batch(
     events: &[(StreamPos, Event)],
     generation: &str,
     mode: Mode,
-) -> Result<Applied, sqlx::Error> {
+) -> Result<Applied, WriteError> {
     let mut tx = db.begin().await?;
     let current: Option<String> = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = 'generation' FOR SHARE")
         .fetch_optional(&mut *tx)
@@ -124,7 +255,7 @@ async fn write_batch(
     apply_other(&mut tx, events).await?;
     tx.commit().await?;
     let expiries = fresh.iter().filter(|(_, e)| e.kind == "expire").count() as u64;
-    Ok(Applied { ledger_rows: fresh.len() as u64, expiries, stale: false, replayed: false })
+    Ok(Applied { ledger_rows: fresh.len() as u64, expiries, ..Applied::default() })
 }
 
 /// Inserts ledger rows; returns the events that were new (in `Mode::New`
@@ -179,7 +310,7 @@ async fn insert_ledger<'a>(
 /// ledger's sums kept in the same row (`ledger_*`: the periodic drift check
 /// compares the snapshot with them instead of summing the whole ledger). The
 /// sums take every new event, whether or not the snapshot moves.
-async fn upsert_levels(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Result<(), sqlx::Error> {
+async fn upsert_levels(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Result<(), WriteError> {
     let mut rows: BTreeMap<(&str, &str), (Located, [i64; 4])> = BTreeMap::new();
     for &(p, e) in fresh {
         let (last, sums) = rows.entry((e.sku.as_str(), e.location_id.as_str())).or_insert(((p, e), [0; 4]));
@@ -187,7 +318,9 @@ async fn upsert_levels(tx: &mut PgConnection, fresh: &[Located<'_>]) -> Result<(
             *last = (p, e);
         }
         for (sum, d) in sums.iter_mut().zip(e.deltas) {
-            *sum += d;
+            *sum = sum
+                .checked_add(d)
+                .ok_or_else(|| WriteError::SumOverflow { sku: e.sku.clone(), location_id: e.location_id.clone() })?;
         }
     }
     if rows.is_empty() {
@@ -382,6 +515,69 @@ async fn apply_other(tx: &mut PgConnection, events: &[(StreamPos, Event)]) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_the_events_hold_is_told_from_what_happened_to_postgres() {
+        for refused in ["22003", "22021", "22P02", "23505", "23514", "23502", "54000"] {
+            assert!(refused_for_content(refused), "{refused} is about the values");
+        }
+        for outage in ["08006", "57P01", "53100", "40001", "40P01", "42P01", "42501", "XX000", "P0001", "", "2"] {
+            assert!(!refused_for_content(outage), "{outage:?} is about postgres");
+        }
+        let overflow = WriteError::SumOverflow { sku: "A".into(), location_id: "WH1".into() };
+        assert!(overflow.is_refusal());
+        assert_eq!(overflow.sqlstate().as_deref(), Some(NUMERIC_VALUE_OUT_OF_RANGE));
+        assert!(!WriteError::Db(sqlx::Error::PoolTimedOut).is_refusal(), "no answer is an outage");
+    }
+
+    /// Runs `isolate` over `len` events of which `bad` are refused and
+    /// `outage_at` (a write starting there) finds Postgres gone; returns the
+    /// result and the parts written, in order.
+    fn isolate_over(
+        len: usize,
+        bad: &[usize],
+        outage_at: Option<usize>,
+    ) -> (Result<Isolated, WriteError>, Vec<Range<usize>>) {
+        let refusal = || WriteError::SumOverflow { sku: "A".into(), location_id: "WH1".into() };
+        let mut written = Vec::new();
+        let result = futures::executor::block_on(isolate(len, refusal(), |part: Range<usize>| {
+            let answer = if outage_at.is_some_and(|at| part.start == at) {
+                Err(WriteError::Db(sqlx::Error::PoolTimedOut))
+            } else if bad.iter().any(|b| part.contains(b)) {
+                Err(refusal())
+            } else {
+                written.push(part.clone());
+                Ok(Applied { ledger_rows: part.len() as u64, ..Applied::default() })
+            };
+            std::future::ready(answer)
+        }));
+        (result, written)
+    }
+
+    #[test]
+    fn a_refused_batch_is_written_in_parts_in_order_and_only_the_bad_events_are_left_out() {
+        let (result, written) = isolate_over(100, &[7, 60, 61], None);
+        let Ok(Isolated::Written { applied, refused }) = result else { panic!("written") };
+        assert_eq!(refused.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [7, 60, 61]);
+        assert!(refused.iter().all(|(_, e)| e.is_refusal()));
+        assert_eq!(applied.ledger_rows, 97, "every other event is written");
+        let order: Vec<usize> = written.iter().flat_map(|r| r.clone()).collect();
+        let expected: Vec<usize> = (0..100).filter(|i| ![7, 60, 61].contains(i)).collect();
+        assert_eq!(order, expected, "in stream order, each once");
+        assert!(written.len() <= 3 * 2 * 7, "about 2·k·log2(n) parts, not one per event: {}", written.len());
+    }
+
+    #[test]
+    fn a_lone_refused_event_is_not_written_again_and_an_outage_half_way_stops_the_isolation() {
+        let (result, written) = isolate_over(1, &[0], None);
+        let Ok(Isolated::Written { refused, .. }) = result else { panic!("written") };
+        assert_eq!((refused.len(), written.len()), (1, 0));
+        let (result, written) = isolate_over(8, &[1], Some(4));
+        assert!(matches!(result, Err(e) if !e.is_refusal()), "an outage is not a refusal");
+        assert_eq!(written, [0..1, 2..4], "what came before the outage stays written");
+        let (result, _) = isolate_over(0, &[], None);
+        assert!(result.is_err(), "nothing to isolate: the refusal stands");
+    }
 
     #[test]
     fn a_redis_time_keeps_its_milliseconds_as_a_timestamp() {

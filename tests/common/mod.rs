@@ -19,6 +19,7 @@ use stockd::grpc::proto;
 use stockd::grpc::proto::catalog_service_client::CatalogServiceClient;
 use stockd::grpc::proto::reservation_service_client::ReservationServiceClient;
 use stockd::grpc::proto::stock_service_client::StockServiceClient;
+use stockd::reconcile::ReconcileStats;
 use stockd::reservation::Engine;
 use stockd::startup::Application;
 use tokio::task::JoinHandle;
@@ -61,6 +62,9 @@ pub struct TestApp {
     /// The HTTP side (/metrics, /healthz, /readyz).
     pub http_addr: std::net::SocketAddr,
     pub engine: Arc<Engine>,
+    /// The reconciler's counters this app exports (a reconciler a test
+    /// drives by hand can share them, so /metrics and /readyz show its work).
+    pub reconcile: Arc<ReconcileStats>,
     pub config: Config,
     pub channel: Channel,
     stop: CancellationToken,
@@ -98,13 +102,14 @@ impl TestApp {
         let addr = app.addr();
         let http_addr = app.http_addr();
         let engine = app.state().engine.clone();
+        let reconcile = app.state().reconcile.clone();
         let stop = CancellationToken::new();
         let handle = tokio::spawn(app.run_until_stopped(stop.clone()));
         let endpoint =
             Channel::from_shared(format!("http://{addr}")).expect("uri").connect_timeout(Duration::from_secs(5));
         let channel =
             if connect { endpoint.connect().await.expect("connects to stockd") } else { endpoint.connect_lazy() };
-        TestApp { addr, http_addr, engine, config, channel, stop, handle: Some(handle), clean_on_drop: true }
+        TestApp { addr, http_addr, engine, reconcile, config, channel, stop, handle: Some(handle), clean_on_drop: true }
     }
 
     pub fn reservations(&self) -> ReservationServiceClient<Channel> {
