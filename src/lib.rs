@@ -33,6 +33,7 @@ pub mod domain;
 pub mod grpc;
 pub mod http;
 pub mod ledger;
+pub mod limits;
 pub mod local;
 pub mod metrics;
 pub mod reconcile;
