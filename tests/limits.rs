@@ -215,14 +215,14 @@ async fn a_connection_whose_responses_are_not_read_is_closed_after_the_send_time
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_grpc_connection_is_closed_after_the_idle_timeout_and_a_busy_one_is_not() {
     // Arrange
-    let app = TestApp::spawn_with(|c| c.idle_timeout = Duration::from_secs(2)).await;
+    let app = TestApp::spawn_with(|c| c.idle_timeout = Duration::from_secs(3)).await;
     let mut idle = H2::connect(app.addr, None).await.expect("h2 handshake");
     assert_eq!(idle.unary(HEALTH_CHECK, health_check()).await.expect("call"), 0);
     let mut silent = TcpStream::connect(app.addr).await.expect("connect");
     let mut busy = H2::connect(app.addr, None).await.expect("h2 handshake");
 
-    // Act: one connection calls every 100 ms for 6 s; the others do nothing.
-    for _ in 0..60 {
+    // Act: one connection calls every 100 ms for 8 s; the others do nothing.
+    for _ in 0..80 {
         assert_eq!(busy.unary(HEALTH_CHECK, health_check()).await.expect("busy call"), 0);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

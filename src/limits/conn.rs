@@ -91,17 +91,23 @@ impl Call {
     /// the connection is closed (the client is not reading).
     pub fn sending(&mut self, timeout: Duration) {
         let Some(at) = later(Instant::now(), timeout) else { return };
-        {
+        let first = {
             let mut s = self.conn.lock();
             let id = s.next_id;
             s.next_id += 1;
             if let Some(old) = self.sending.replace((at, id)) {
                 s.sending.remove(&old);
             }
+            let first = s.sending.is_empty();
             s.sending.insert((at, id));
+            first
+        };
+        // With no other response waiting, the socket may be waiting with no
+        // deadline at all; otherwise its timer is set no later than this one
+        // (deadlines are made in the order responses get ready).
+        if first {
+            self.conn.socket.wake();
         }
-        // The socket may be waiting with no deadline at all.
-        self.conn.socket.wake();
     }
 }
 
