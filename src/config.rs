@@ -83,6 +83,34 @@ pub struct Config {
     /// `STOCKD_MAX_CONCURRENT_REQUESTS`, default 1024: calls in progress at
     /// once; beyond it calls are refused at once with RESOURCE_EXHAUSTED.
     pub max_concurrent_requests: usize,
+    /// `STOCKD_REQUEST_BODY_TIMEOUT`, default `2s`: a gRPC call's request
+    /// message must arrive within this of its headers, else DEADLINE_EXCEEDED;
+    /// a call takes a request slot only once its message has arrived.
+    pub request_body_timeout: Duration,
+    /// `STOCKD_MAX_CONCURRENT_STREAMS`, default 200: HTTP/2 streams one gRPC
+    /// connection may have open (advertised in SETTINGS), so also the most
+    /// request slots one connection can hold.
+    pub max_concurrent_streams: u32,
+    /// `STOCKD_SEND_TIMEOUT`, default `10s`: a response the client has not
+    /// read this long after it was ready, or a socket that accepts no bytes
+    /// for this long, closes the connection (both ports).
+    pub send_timeout: Duration,
+    /// `STOCKD_IDLE_TIMEOUT`, default `60s`: a connection with no call in
+    /// progress for this long is closed (both ports).
+    pub idle_timeout: Duration,
+    /// `STOCKD_KEEPALIVE_INTERVAL`, default `30s`: a gRPC connection that has
+    /// sent nothing for this long gets an HTTP/2 PING.
+    pub keepalive_interval: Duration,
+    /// `STOCKD_KEEPALIVE_TIMEOUT`, default `20s`: a PING not answered within
+    /// this closes the connection.
+    pub keepalive_timeout: Duration,
+    /// `STOCKD_MAX_CONNECTIONS`, default 1024: open connections per port
+    /// (gRPC and HTTP each); one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// `STOCKD_HTTP_HEADER_TIMEOUT`, default `10s`: on the HTTP port, a
+    /// request's headers must arrive within this (from the connection's start
+    /// or the end of the previous request).
+    pub http_header_timeout: Duration,
     /// `STOCKD_SHUTDOWN_GRACE`, default `20s`: on SIGTERM, how long in-flight
     /// calls may take to finish (keep it below terminationGracePeriodSeconds).
     pub shutdown_grace: Duration,
@@ -132,6 +160,14 @@ impl Default for Config {
             health_interval: Duration::from_secs(1),
             request_timeout: Duration::from_secs(5),
             max_concurrent_requests: 1024,
+            request_body_timeout: Duration::from_secs(2),
+            max_concurrent_streams: 200,
+            send_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(20),
+            max_connections: 1024,
+            http_header_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(20),
             auth_tokens_file: None,
             tls_cert: None,
@@ -220,6 +256,20 @@ impl Config {
             _ => Err("must be a positive integer".into()),
         })?;
         parse(&get, "STOCKD_SHUTDOWN_GRACE", &mut c.shutdown_grace, parse_duration)?;
+        parse(&get, "STOCKD_REQUEST_BODY_TIMEOUT", &mut c.request_body_timeout, positive_duration)?;
+        parse(&get, "STOCKD_MAX_CONCURRENT_STREAMS", &mut c.max_concurrent_streams, |v| match v.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err("must be a positive integer".into()),
+        })?;
+        parse(&get, "STOCKD_SEND_TIMEOUT", &mut c.send_timeout, positive_duration)?;
+        parse(&get, "STOCKD_IDLE_TIMEOUT", &mut c.idle_timeout, positive_duration)?;
+        parse(&get, "STOCKD_KEEPALIVE_INTERVAL", &mut c.keepalive_interval, positive_duration)?;
+        parse(&get, "STOCKD_KEEPALIVE_TIMEOUT", &mut c.keepalive_timeout, positive_duration)?;
+        parse(&get, "STOCKD_MAX_CONNECTIONS", &mut c.max_connections, |v| match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err("must be a positive integer".into()),
+        })?;
+        parse(&get, "STOCKD_HTTP_HEADER_TIMEOUT", &mut c.http_header_timeout, positive_duration)?;
         let path = |var: &str| get(var).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
         c.auth_tokens_file = path("STOCKD_AUTH_TOKENS_FILE");
         c.tls_cert = path("STOCKD_TLS_CERT");
@@ -328,6 +378,31 @@ mod tests {
         assert_eq!(c.http_addr.to_string(), "0.0.0.0:8080");
         assert_eq!(c.partitions, 256);
         assert_eq!(c.tombstone_ttl, Duration::from_secs(86_400));
+        assert_eq!(c.request_body_timeout, Duration::from_secs(2));
+        assert_eq!(c.max_concurrent_streams, 200);
+        assert_eq!(c.send_timeout, Duration::from_secs(10));
+        assert_eq!(c.idle_timeout, Duration::from_secs(60));
+        assert_eq!((c.keepalive_interval, c.keepalive_timeout), (Duration::from_secs(30), Duration::from_secs(20)));
+        assert_eq!(c.max_connections, 1024);
+        assert_eq!(c.http_header_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn connection_limits_are_read_and_checked() {
+        let c = with(&[("STOCKD_IDLE_TIMEOUT", "5m"), ("STOCKD_MAX_CONCURRENT_STREAMS", "64")]).expect("valid");
+        assert_eq!((c.idle_timeout, c.max_concurrent_streams), (Duration::from_secs(300), 64));
+        for var in [
+            "STOCKD_REQUEST_BODY_TIMEOUT",
+            "STOCKD_MAX_CONCURRENT_STREAMS",
+            "STOCKD_SEND_TIMEOUT",
+            "STOCKD_IDLE_TIMEOUT",
+            "STOCKD_KEEPALIVE_INTERVAL",
+            "STOCKD_KEEPALIVE_TIMEOUT",
+            "STOCKD_MAX_CONNECTIONS",
+            "STOCKD_HTTP_HEADER_TIMEOUT",
+        ] {
+            assert_eq!(with(&[(var, "0")]).expect_err("zero is refused").var, var);
+        }
     }
 
     #[test]

@@ -25,6 +25,9 @@
 //! - `startup`: builds and runs the server; `local`: the zero-config demo mode.
 //! - `telemetry`: logging; `metrics`: the Prometheus series; `http`: the
 //!   HTTP side (/metrics, /healthz, /readyz).
+//! - `limits`: connection limits on both ports (cap at accept, idle and send
+//!   timeouts, bounded request bodies); HTTP/2 stream limits and pings are set
+//!   in `startup`, request slots in `grpc`'s guard.
 
 pub mod auth;
 pub mod catalog;
@@ -35,6 +38,7 @@ pub mod domain;
 pub mod grpc;
 pub mod http;
 pub mod ledger;
+pub mod limits;
 pub mod local;
 pub mod metrics;
 pub mod reconcile;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::reconcile::ReconcileStats;
@@ -24,6 +24,14 @@ pub struct Metrics {
     pub rpc_duration: HistogramVec,
     /// Calls refused because too many were in progress.
     pub overload_rejections: IntCounter,
+    /// gRPC calls holding a request slot (from the arrival of the request
+    /// message until the response is sent).
+    pub calls_in_progress: IntGauge,
+    /// Open connections by port (grpc, http).
+    pub connections: IntGaugeVec,
+    /// Connections stockd closed, by port and reason (over_limit: refused at
+    /// accept; idle; send_timeout: the client did not read).
+    pub connections_closed: IntCounterVec,
     /// Lua script latency by script.
     pub script_duration: HistogramVec,
     /// Orders carried by each Reserve script call (coalescing, see batch.rs).
@@ -90,10 +98,20 @@ impl Metrics {
         let sweeper_released =
             IntCounter::new("stockd_sweeper_released_total", "Expired holds released by the sweeper")?;
         r.register(Box::new(sweeper_released.clone()))?;
+        let connections = IntGaugeVec::new(Opts::new("stockd_connections", "Open connections by port"), &["port"])?;
+        r.register(Box::new(connections.clone()))?;
         Ok(Arc::new(Self {
             reservations: counter_vec(&r, "stockd_reservations_total", "Reserve answers by outcome", &["outcome"])?,
             rpc_duration: histogram_vec(&r, "stockd_rpc_duration_seconds", "gRPC call latency", &["method", "code"])?,
             overload_rejections,
+            calls_in_progress: gauge(&r, "stockd_calls_in_progress", "gRPC calls holding a request slot")?,
+            connections,
+            connections_closed: counter_vec(
+                &r,
+                "stockd_connections_closed_total",
+                "Connections closed by stockd",
+                &["port", "reason"],
+            )?,
             script_duration: histogram_vec(&r, "stockd_script_duration_seconds", "Lua script latency", &["script"])?,
             reserve_batch_orders,
             script_errors: counter_vec(&r, "stockd_script_errors_total", "Failed script calls", &["script"])?,

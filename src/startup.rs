@@ -25,7 +25,8 @@ use crate::db;
 use crate::grpc::proto::catalog_service_server::CatalogServiceServer;
 use crate::grpc::proto::reservation_service_server::ReservationServiceServer;
 use crate::grpc::proto::stock_service_server::StockServiceServer;
-use crate::grpc::{self, CatalogApi, GuardLayer, HealthMonitor, ReservationApi, StockApi};
+use crate::grpc::{self, CallLimits, CatalogApi, GuardLayer, HealthMonitor, ReservationApi, StockApi};
+use crate::limits::{Acceptor, PortLimits};
 use crate::metrics::Metrics;
 use crate::reconcile::{Reconciler, ReconcilerSettings};
 use crate::recovery::Recovery;
@@ -160,7 +161,13 @@ impl Application {
         tasks.spawn(monitor.run_until_stopped(monitor_stop.clone()));
         tasks.spawn(Sweeper::new(state.engine.clone(), config.sweep_interval).run_until_stopped(workers.clone()));
         tasks.spawn(state.location_cache.clone().run_until_stopped(LOCATION_REFRESH, workers.clone()));
-        tasks.spawn(crate::http::serve(http_listener, state.clone(), state.metrics.clone(), workers.clone()));
+        let http_acceptor = Acceptor::new(http_listener, PortLimits::from_config(&config), "http", &state.metrics);
+        tasks.spawn(crate::http::serve(
+            http_acceptor,
+            state.clone(),
+            crate::http::HttpLimits::from_config(&config),
+            workers.clone(),
+        ));
         if config.reconciler_enabled {
             let reconciler = Reconciler::new(
                 state.engine.clone(),
@@ -201,7 +208,8 @@ impl Application {
         // Health goes NOT_SERVING and new calls are refused with UNAVAILABLE
         // first; once the calls in progress are done (or the grace is up),
         // the listener stops.
-        let guard = GuardLayer::new(config.max_concurrent_requests, state.metrics.clone());
+        let call_limits = CallLimits { body_timeout: config.request_body_timeout, send_timeout: config.send_timeout };
+        let guard = GuardLayer::new(config.max_concurrent_requests, call_limits, state.metrics.clone());
         let stop_accepting = CancellationToken::new();
         let draining = {
             let stop_accepting = stop_accepting.clone();
@@ -233,8 +241,15 @@ impl Application {
         if let Some(tls) = tls {
             builder = builder.tls_config(tls).context("TLS settings")?;
         }
+        // HTTP/2 limits: the streams one connection may have open (so also
+        // the request slots it can hold), and pings that find dead peers.
+        // Idle and unread connections, and the connection cap, are the
+        // acceptor's (crate::limits).
         let router = builder
             .timeout(config.request_timeout)
+            .max_concurrent_streams(config.max_concurrent_streams)
+            .http2_keepalive_interval(Some(config.keepalive_interval))
+            .http2_keepalive_timeout(Some(config.keepalive_timeout))
             .layer(guard)
             .layer(tower::util::option_layer(auth))
             .add_service(health_service)
@@ -246,10 +261,10 @@ impl Application {
         tracing::info!(%addr, tls = config.tls_cert.is_some(), tokens = config.auth_tokens_file.is_some(), "stockd serving gRPC");
         let grace = config.shutdown_grace;
         let stopped = stop_accepting.clone();
-        // Our own listener (bound early, for port 0) means tonic's
-        // tcp_nodelay setting does not apply; without NODELAY, Nagle and
-        // delayed ACKs add tens of milliseconds to small responses.
-        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        // Our own listener (bound early, for port 0), accepted under the
+        // connection limits; the acceptor sets TCP_NODELAY (tonic's setting
+        // does not apply to it).
+        let incoming = Acceptor::new(listener, PortLimits::from_config(&config), "grpc", &state.metrics).into_stream();
         let serve = router.serve_with_incoming_shutdown(incoming, async move { stopped.cancelled().await });
         tokio::pin!(serve);
         // Serve until stopped; once stopping, in-flight calls get `grace`.

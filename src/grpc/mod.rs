@@ -12,7 +12,7 @@ mod stock;
 
 pub use catalog::CatalogApi;
 pub use health::{HEALTH_SERVICES, HealthMonitor};
-pub use middleware::GuardLayer;
+pub use middleware::{CallLimits, GuardLayer};
 pub use reservation::ReservationApi;
 pub use stock::StockApi;
 

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod pg_server;
+pub mod raw_h2;
 pub mod redis_server;
 
 use std::sync::Arc;
