@@ -144,8 +144,11 @@ async fn read_request(
         Err(_) => Err(tonic::Status::deadline_exceeded(format!(
             "the request message did not arrive within {timeout:?} of its headers"
         ))),
+        // OUT_OF_RANGE, as tonic answers a message over its own limit: the
+        // same message will never fit, and RESOURCE_EXHAUSTED tells callers
+        // to retry.
         Ok(Err(BodyError::TooLarge)) => {
-            Err(tonic::Status::resource_exhausted(format!("request message larger than {MAX_REQUEST_BYTES} bytes")))
+            Err(tonic::Status::out_of_range(format!("request message larger than {MAX_REQUEST_BYTES} bytes")))
         }
         Ok(Err(BodyError::ConnectionBudget)) => Err(tonic::Status::resource_exhausted(
             "too many request bytes still arriving on this connection; retry with backoff",
