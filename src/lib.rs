@@ -10,6 +10,9 @@
 //!   script (`reservation/lua/*.lua`); `keys.rs` names every key; the sweeper
 //!   expires holds on idle SKUs.
 //! - `catalog`: SKUs and locations in Postgres, and the in-memory allocation order.
+//! - `cycle_count`: ABC classes, due counts, counts judged in the engine
+//!   (`reservation/lua/count.lua`), investigations and the stop-sell they
+//!   put on a SKU-location; the pure rules in `cycle_count/policy.rs`.
 //! - `grpc`: the transport. Generated code, validation, one error mapping,
 //!   thin handlers, health.
 //! - `reconcile`: the reconciler (Redis event streams -> Postgres ledger and
@@ -28,6 +31,7 @@ pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod cycle_count;
 pub mod db;
 pub mod domain;
 pub mod grpc;
