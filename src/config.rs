@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::cycle_count::CycleCountSettings;
 use crate::domain::Ttl;
 
 /// Upper bound for `STOCKD_RESERVE_BATCH`: one script call must stay short,
@@ -130,6 +131,9 @@ pub struct Config {
     pub log_filter: String,
     /// `STOCKD_LOG_FORMAT`, `text` (default) or `json`.
     pub log_format: LogFormat,
+    /// Cycle counting: gates, schedule, ABC classes (`STOCKD_COUNT_*`,
+    /// `STOCKD_ABC_*`; see `CycleCountSettings`).
+    pub cycle_count: CycleCountSettings,
 }
 
 impl Default for Config {
@@ -175,6 +179,7 @@ impl Default for Config {
             tls_client_ca: None,
             log_filter: "info".into(),
             log_format: LogFormat::Text,
+            cycle_count: CycleCountSettings::default(),
         }
     }
 }
@@ -298,6 +303,7 @@ impl Config {
             "json" => Ok(LogFormat::Json),
             _ => Err("must be text or json".into()),
         })?;
+        c.cycle_count = CycleCountSettings::from_lookup(&get)?;
         if !c.redis_url.starts_with("redis://")
             && !c.redis_url.starts_with("rediss://")
             && !c.redis_url.starts_with("unix://")

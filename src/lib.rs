@@ -11,6 +11,9 @@
 //!   expires holds on idle SKUs.
 //! - `catalog`: SKUs and locations in Postgres, the in-memory allocation order,
 //!   and list paging (page sizes, opaque page tokens bound to their query).
+//! - `cycle_count`: ABC classes, due counts, counts judged in the engine
+//!   (`reservation/lua/count.lua`), investigations and the stop-sell they
+//!   put on a SKU-location; the pure rules in `cycle_count/policy.rs`.
 //! - `grpc`: the transport. Generated code, validation, one error mapping,
 //!   thin handlers, health.
 //! - `reconcile`: the reconciler (Redis event streams -> Postgres ledger and
@@ -33,6 +36,7 @@ pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod cycle_count;
 pub mod db;
 pub mod domain;
 pub mod grpc;

@@ -61,6 +61,14 @@ pub struct Metrics {
     quarantined: IntGauge,
     /// 1 when the hot path (Redis, holding the store) is ready.
     ready: IntGauge,
+    /// Cycle counts recorded, by action (MATCHED, ADJUSTED, INVESTIGATION, STOP_SELL).
+    pub cycle_counts: IntCounterVec,
+    /// Counts that found a difference, by the SKU's ABC class.
+    pub count_discrepancies: IntCounterVec,
+    /// Open count investigations (from Postgres; see cycle_count).
+    pub open_investigations: IntGauge,
+    /// SKU-locations where selling is stopped (from Postgres; see cycle_count).
+    pub stopped_sku_locations: IntGauge,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
@@ -134,6 +142,15 @@ impl Metrics {
                 "Events the reconciler set apart (Postgres refused them), not yet resolved",
             )?,
             ready: gauge(&r, "stockd_ready", "1 when the hot path is ready")?,
+            cycle_counts: counter_vec(&r, "stockd_cycle_counts_total", "Cycle counts recorded", &["action"])?,
+            count_discrepancies: counter_vec(
+                &r,
+                "stockd_count_discrepancies_total",
+                "Cycle counts that found a difference",
+                &["abc_class"],
+            )?,
+            open_investigations: gauge(&r, "stockd_open_investigations", "Open count investigations")?,
+            stopped_sku_locations: gauge(&r, "stockd_stopped_sku_locations", "SKU-locations where selling is stopped")?,
             registry: r,
         }))
     }

@@ -21,11 +21,13 @@ use tonic::transport::Server;
 use crate::auth::{AuthLayer, tls_config};
 use crate::catalog::{LocationCache, LocationStore, SkuStore};
 use crate::config::Config;
+use crate::cycle_count::{AbcWorker, CycleCounts};
 use crate::db;
 use crate::grpc::proto::catalog_service_server::CatalogServiceServer;
+use crate::grpc::proto::cycle_count_service_server::CycleCountServiceServer;
 use crate::grpc::proto::reservation_service_server::ReservationServiceServer;
 use crate::grpc::proto::stock_service_server::StockServiceServer;
-use crate::grpc::{self, CallLimits, CatalogApi, GuardLayer, HealthMonitor, ReservationApi, StockApi};
+use crate::grpc::{self, CallLimits, CatalogApi, CycleCountApi, GuardLayer, HealthMonitor, ReservationApi, StockApi};
 use crate::limits::{Acceptor, PortLimits};
 use crate::metrics::Metrics;
 use crate::reconcile::{Reconciler, ReconcilerSettings};
@@ -191,6 +193,15 @@ impl Application {
         tasks.spawn(
             Recovery::new(state.engine.clone(), db.clone(), config.health_interval).run_until_stopped(workers.clone()),
         );
+        let abc = AbcWorker::new(db.clone(), &config.redis_prefix, config.cycle_count.clone(), state.metrics.clone());
+        tasks.spawn(abc.run_until_stopped(workers.clone()));
+        let cycle_counts = CycleCounts::new(
+            db.clone(),
+            state.engine.clone(),
+            state.location_cache.clone(),
+            config.cycle_count.clone(),
+            state.metrics.clone(),
+        );
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(grpc::proto::FILE_DESCRIPTOR_SET)
@@ -257,7 +268,8 @@ impl Application {
             .add_service(reflection_v1alpha)
             .add_service(ReservationServiceServer::new(ReservationApi::new(state.clone())))
             .add_service(StockServiceServer::new(StockApi::new(state.clone())))
-            .add_service(CatalogServiceServer::new(CatalogApi::new(state.clone())));
+            .add_service(CatalogServiceServer::new(CatalogApi::new(state.clone())))
+            .add_service(CycleCountServiceServer::new(CycleCountApi::new(cycle_counts)));
         tracing::info!(%addr, tls = config.tls_cert.is_some(), tokens = config.auth_tokens_file.is_some(), "stockd serving gRPC");
         let grace = config.shutdown_grace;
         let stopped = stop_accepting.clone();

@@ -22,6 +22,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use stockd::grpc::proto::{
     self, catalog_service_client::CatalogServiceClient as Catalog,
+    cycle_count_service_client::CycleCountServiceClient as Counts,
     reservation_service_client::ReservationServiceClient as Reservations,
     stock_service_client::StockServiceClient as Stock,
 };
@@ -117,6 +118,27 @@ fn upsert_sku(f: impl FnOnce(&mut proto::UpsertSkuRequest)) -> proto::UpsertSkuR
     };
     f(&mut r);
     r
+}
+
+/// A count of A's on_hand as it stands (1,000,000 in `arrange`): matched,
+/// so the fuzz changes no number.
+fn count(sku: &str, location_id: &str, counted_by: &str, operation_id: &str) -> proto::SubmitCountRequest {
+    proto::SubmitCountRequest {
+        sku: sku.into(),
+        location_id: location_id.into(),
+        counted: 1_000_000,
+        counted_by: counted_by.into(),
+        operation_id: operation_id.into(),
+    }
+}
+
+fn resolve(investigation_id: &str, resolved_by: &str, note: &str) -> proto::ResolveInvestigationRequest {
+    proto::ResolveInvestigationRequest {
+        investigation_id: investigation_id.into(),
+        accepted_on_hand: 1_000_000,
+        resolved_by: resolved_by.into(),
+        note: note.into(),
+    }
 }
 
 /// Every (RPC, string field) the test sends arbitrary text to.
@@ -234,6 +256,50 @@ fn targets() -> Vec<Target> {
         target("CatalogService/ListLocations", "page_token", |ch, s| async move {
             let r = proto::ListLocationsRequest { page_size: 2, page_token: s };
             Catalog::new(ch).list_locations(r).await.map(drop)
+        }),
+        // CycleCountService
+        target("CycleCountService/ListAbcClasses", "page_token", |ch, s| async move {
+            Counts::new(ch)
+                .list_abc_classes(proto::ListAbcClassesRequest { page_size: 2, page_token: s })
+                .await
+                .map(drop)
+        }),
+        target("CycleCountService/SetAbcClass", "sku", |ch, s| async move {
+            let r = proto::SetAbcClassRequest { sku: s, abc_class: proto::AbcClass::B.into() };
+            Counts::new(ch).set_abc_class(r).await.map(drop)
+        }),
+        target("CycleCountService/ListDueCounts", "location_id", |ch, s| async move {
+            let r = proto::ListDueCountsRequest { location_id: s, page_size: 2, page_token: String::new() };
+            Counts::new(ch).list_due_counts(r).await.map(drop)
+        }),
+        target("CycleCountService/ListDueCounts", "page_token", |ch, s| async move {
+            let r = proto::ListDueCountsRequest { location_id: String::new(), page_size: 2, page_token: s };
+            Counts::new(ch).list_due_counts(r).await.map(drop)
+        }),
+        target("CycleCountService/SubmitCount", "sku", |ch, s| async move {
+            Counts::new(ch).submit_count(count(&s, "WH1", "fuzzer", "")).await.map(drop)
+        }),
+        target("CycleCountService/SubmitCount", "location_id", |ch, s| async move {
+            Counts::new(ch).submit_count(count("A", &s, "fuzzer", "")).await.map(drop)
+        }),
+        target("CycleCountService/SubmitCount", "counted_by", |ch, s| async move {
+            Counts::new(ch).submit_count(count("A", "WH1", &s, "")).await.map(drop)
+        }),
+        target("CycleCountService/SubmitCount", "operation_id", |ch, s| async move {
+            Counts::new(ch).submit_count(count("A", "WH1", "fuzzer", &s)).await.map(drop)
+        }),
+        target("CycleCountService/ListInvestigations", "page_token", |ch, s| async move {
+            let r = proto::ListInvestigationsRequest { status: 0, page_size: 2, page_token: s };
+            Counts::new(ch).list_investigations(r).await.map(drop)
+        }),
+        target("CycleCountService/ResolveInvestigation", "investigation_id", |ch, s| async move {
+            Counts::new(ch).resolve_investigation(resolve(&s, "lead", "")).await.map(drop)
+        }),
+        target("CycleCountService/ResolveInvestigation", "resolved_by", |ch, s| async move {
+            Counts::new(ch).resolve_investigation(resolve("no-such-investigation", &s, "")).await.map(drop)
+        }),
+        target("CycleCountService/ResolveInvestigation", "note", |ch, s| async move {
+            Counts::new(ch).resolve_investigation(resolve("no-such-investigation", "lead", &s)).await.map(drop)
         }),
     ]
 }
@@ -460,6 +526,17 @@ async fn arbitrary_text_in_any_catalog_field_is_answered_with_ok_or_a_client_err
     assert_none("CatalogService", seed, failures);
     let a = app.catalog().get_sku(proto::GetSkuRequest { sku: "A".into() }).await.expect("A is still there");
     assert_eq!(a.into_inner().name, "A");
+}
+
+#[tokio::test]
+async fn arbitrary_text_in_any_cycle_count_field_is_answered_with_ok_or_a_client_error() {
+    let app = arrange().await;
+    let seed = seed();
+
+    let failures = fuzz(&app, "CycleCountService/", seed).await;
+
+    assert_none("CycleCountService", seed, failures);
+    assert_eq!(app.total("A").await.on_hand, 1_000_000, "matched counts changed nothing");
 }
 
 #[tokio::test]

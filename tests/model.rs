@@ -3,9 +3,10 @@
 //!
 //! Random sequences of every engine operation (reserve, reserve again, extend,
 //! commit, fulfil, release, adjust, set on hand, a replayed adjustment, stop
-//! sell, SKU registration, time passing, the expiry sweep, calls on unknown
-//! orders) run against the real scripts and against a small model in this
-//! file. After every step the test checks, on what Redis holds:
+//! sell for a SKU or at one location, a cycle count, a count submitted
+//! again, the resolution of its investigation, SKU registration, time
+//! passing, the expiry sweep, calls on unknown orders) run against the real
+//! scripts and against a small model in this file. After every step the test checks, on what Redis holds:
 //! - the invariants of DESIGN.md ("The five numbers") for every SKU-location;
 //! - that the per-partition hold records add up to reserved and committed,
 //!   and that the expiry index lists exactly the uncommitted holds;
@@ -28,11 +29,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
+use stockd::cycle_count::{CountAction, CountGates, decide};
 use stockd::domain::{
-    Channel, Levels, LineQuantity, LocationId, OperationId, OrderId, ReleaseReason, Reservation, ReservationLine,
-    ReservationStatus, ReserveLine, ReserveOutcome, ReserveRequest, Shortage, Sku, Ttl,
+    Channel, Levels, LineQuantity, LocationId, OnHand, OperationId, OrderId, ReleaseReason, Reservation,
+    ReservationLine, ReservationStatus, ReserveLine, ReserveOutcome, ReserveRequest, Shortage, Sku, Ttl,
 };
-use stockd::reservation::{Adjusted, Engine, EngineError, EngineSettings, Keys, PartitionRestore, StockChange};
+use stockd::reservation::{
+    Adjusted, Counted, Engine, EngineError, EngineSettings, Keys, PartitionRestore, Resolved, StockChange,
+};
 
 /// SKUs of a case. The last one is not registered at the start.
 const SKUS: [&str; 6] = ["S0", "S1", "S2", "S3", "S4", "S5"];
@@ -256,6 +260,27 @@ enum Op {
         sku: usize,
         stop: bool,
     },
+    /// Selling stopped or resumed at one location.
+    StopAt {
+        sku: usize,
+        loc: usize,
+        stop: bool,
+    },
+    /// A cycle count (default gates).
+    Count {
+        sku: usize,
+        loc: usize,
+        counted: i64,
+    },
+    /// An earlier count submitted again with its operation id.
+    ReplayCount {
+        pick: usize,
+    },
+    /// An earlier count's investigation resolved at `accepted`.
+    ResolveCount {
+        pick: usize,
+        accepted: i64,
+    },
     Register {
         sku: usize,
     },
@@ -321,6 +346,10 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (sku_index(), 0..2usize, 0..=12i64).prop_map(|(sku, loc, on_hand)| Op::SetOnHand { sku, loc, on_hand }),
         2 => pick.clone().prop_map(|pick| Op::ReplayAdjust { pick }),
         1 => (sku_index(), any::<bool>()).prop_map(|(sku, stop)| Op::StopSell { sku, stop }),
+        1 => (sku_index(), 0..2usize, any::<bool>()).prop_map(|(sku, loc, stop)| Op::StopAt { sku, loc, stop }),
+        3 => (sku_index(), 0..2usize, 0..=14i64).prop_map(|(sku, loc, counted)| Op::Count { sku, loc, counted }),
+        1 => pick.clone().prop_map(|pick| Op::ReplayCount { pick }),
+        2 => (pick.clone(), 0..=12i64).prop_map(|(pick, accepted)| Op::ResolveCount { pick, accepted }),
         1 => sku_index().prop_map(|sku| Op::Register { sku }),
         5 => (prop_oneof![9 => 1..=3i64, 1 => Just(31i64)], any::<bool>())
             .prop_map(|(minutes, sweep)| Op::Advance { minutes, sweep }),
@@ -423,12 +452,23 @@ enum AdjustExpect {
     Applied(Levels, i64),
 }
 
+/// What a resolution should answer: like an adjustment, and whether it
+/// lifted a stop.
+#[derive(Debug)]
+enum ResolveExpect {
+    UnknownSku,
+    Replayed(Levels),
+    Applied(Levels, i64, bool),
+}
+
 struct Model {
     /// Virtual seconds the clock was moved.
     now: i64,
     part: [u32; 6],
     registered: [bool; 6],
     stopped: [bool; 6],
+    /// Selling stopped at a location (a count over the stop gate, or by hand).
+    stopped_at: [[bool; 2]; 6],
     levels: [[Levels; 2]; 6],
     /// An adjustment lowered on_hand here (only then may available be < 0).
     shrunk: [[bool; 2]; 6],
@@ -466,6 +506,7 @@ impl Model {
             part: SKUS.map(|s| keys.partition_of(s)),
             registered: [false; 6],
             stopped: [false; 6],
+            stopped_at: [[false; 2]; 6],
             levels: [[Levels::default(); 2]; 6],
             shrunk: [[false; 2]; 6],
             orders: BTreeMap::new(),
@@ -527,17 +568,27 @@ impl Model {
         }
     }
 
-    /// The allocation rule of reserve.lua.
-    fn allocate(&self, lines: &[LineSpec], priority: Priority) -> Result<Vec<Line>, Vec<Shortage>> {
+    /// The allocation rule of reserve.lua. A stopped location gives
+    /// nothing; a line that only stopped locations' stock could fill (or an
+    /// explicit stopped location) refuses the order as STOP_SELL.
+    fn allocate(&self, lines: &[LineSpec], priority: Priority) -> Result<Vec<Line>, ReserveExpect> {
         let rank = priority.locations();
-        let mut order = vec![0usize, 1];
+        let mut order = [0usize, 1];
         order.sort_by_key(|l| (rank.iter().position(|r| r == l).unwrap_or(rank.len()), LOCS[*l]));
         let mut lv = self.levels;
         let mut held = Vec::new();
         let mut short = Vec::new();
+        let mut halted: Vec<String> = Vec::new();
         for ln in lines {
             let (s, q) = (ln.sku, ln.qty);
+            let stopped = |l: usize| self.stopped_at[s][l];
+            let halt = |halted: &mut Vec<String>| {
+                if !halted.iter().any(|h| h == SKUS[s]) {
+                    halted.push(SKUS[s].to_owned());
+                }
+            };
             match ln.loc {
+                Some(l) if stopped(l) => halt(&mut halted),
                 Some(l) => {
                     let a = lv[s][l].available();
                     if a >= q {
@@ -553,13 +604,16 @@ impl Model {
                     }
                 }
                 None => {
-                    let total: i64 = order.iter().map(|&l| lv[s][l].available().max(0)).sum();
-                    if let Some(&l) = order.iter().find(|&&l| lv[s][l].available() >= q) {
+                    let open: Vec<usize> = order.iter().copied().filter(|&l| !stopped(l)).collect();
+                    let total: i64 = open.iter().map(|&l| lv[s][l].available().max(0)).sum();
+                    let blocked: i64 =
+                        order.iter().filter(|&&l| stopped(l)).map(|&l| lv[s][l].available().max(0)).sum();
+                    if let Some(&l) = open.iter().find(|&&l| lv[s][l].available() >= q) {
                         lv[s][l].reserved += q;
                         held.push((s, l, q));
                     } else if total >= q {
                         let mut left = q;
-                        for &l in &order {
+                        for &l in &open {
                             let take = lv[s][l].available().max(0).min(left);
                             if take > 0 {
                                 lv[s][l].reserved += take;
@@ -567,6 +621,8 @@ impl Model {
                                 left -= take;
                             }
                         }
+                    } else if total + blocked >= q {
+                        halt(&mut halted);
                     } else {
                         short.push(Shortage {
                             sku: SKUS[s].into(),
@@ -578,7 +634,13 @@ impl Model {
                 }
             }
         }
-        if short.is_empty() { Ok(merge(held)) } else { Err(short) }
+        if !halted.is_empty() {
+            Err(ReserveExpect::Stop(halted))
+        } else if !short.is_empty() {
+            Err(ReserveExpect::Short(short))
+        } else {
+            Ok(merge(held))
+        }
     }
 
     /// A reserve, after its partitions were touched.
@@ -616,7 +678,7 @@ impl Model {
             return ReserveExpect::Stop(stopped);
         }
         match self.allocate(lines, priority) {
-            Err(short) => ReserveExpect::Short(short),
+            Err(refused) => refused,
             Ok(held) => {
                 for &(s, l, q) in &held {
                     self.levels[s][l].reserved += q;
@@ -717,6 +779,49 @@ impl Model {
         }
         AdjustExpect::Applied(self.levels[s][l], delta)
     }
+
+    /// A cycle count (count.lua, default gates), including the expiry its
+    /// script does first: None for an unknown SKU, else on_hand as judged
+    /// and what the gates made of it.
+    fn count(&mut self, s: usize, l: usize, counted: i64) -> Option<(i64, CountAction)> {
+        self.touch(&self.parts(std::iter::once(s)));
+        if !self.registered[s] {
+            return None;
+        }
+        let expected = self.levels[s][l].on_hand;
+        let action = decide(expected, counted, &CountGates::default());
+        match action {
+            CountAction::Adjusted => {
+                self.levels[s][l].on_hand = counted;
+                if counted < expected {
+                    self.shrunk[s][l] = true;
+                }
+            }
+            CountAction::StopSell => self.stopped_at[s][l] = true,
+            CountAction::Matched | CountAction::Investigation => {}
+        }
+        Some((expected, action))
+    }
+
+    /// An investigation resolved (resolve_count.lua, asked to lift the
+    /// stop), including the expiry its script does first.
+    fn resolve(&mut self, s: usize, l: usize, accepted: i64, op: &str) -> ResolveExpect {
+        self.touch(&self.parts(std::iter::once(s)));
+        if !self.registered[s] {
+            return ResolveExpect::UnknownSku;
+        }
+        if self.applied_ops.get(op).is_some_and(|at| self.now < at + RETENTION_SECS) {
+            return ResolveExpect::Replayed(self.levels[s][l]);
+        }
+        self.applied_ops.insert(op.to_owned(), self.now);
+        let delta = accepted - self.levels[s][l].on_hand;
+        self.levels[s][l].on_hand = accepted;
+        if delta < 0 {
+            self.shrunk[s][l] = true;
+        }
+        let lifted = std::mem::replace(&mut self.stopped_at[s][l], false);
+        ResolveExpect::Applied(self.levels[s][l], delta, lifted)
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -739,6 +844,18 @@ struct AdjustCall {
     op: String,
 }
 
+/// A count as first made, for replays and resolutions.
+#[derive(Clone, Debug)]
+struct CountCall {
+    sku: usize,
+    loc: usize,
+    counted: i64,
+    op: String,
+    /// Virtual seconds when it was made.
+    at: i64,
+    answer: Counted,
+}
+
 /// A hold record as Redis stores it.
 #[derive(Debug, PartialEq, Eq)]
 struct Hold {
@@ -755,6 +872,7 @@ struct Run {
     model: Model,
     attempts: Vec<Attempt>,
     adjusts: Vec<AdjustCall>,
+    counts: Vec<CountCall>,
     /// Redis TIME (ms) when the case started.
     real_start: i64,
     counter: u64,
@@ -809,7 +927,16 @@ impl Run {
         let mut conn = client.get_multiplexed_async_connection().await?;
         let real_start = redis_time(&mut conn).await?;
         let model = Model::new(&store.keys);
-        let mut run = Run { store, conn, model, attempts: Vec::new(), adjusts: Vec::new(), real_start, counter: 0 };
+        let mut run = Run {
+            store,
+            conn,
+            model,
+            attempts: Vec::new(),
+            adjusts: Vec::new(),
+            counts: Vec::new(),
+            real_start,
+            counter: 0,
+        };
         for (s, at) in stock.iter().enumerate() {
             ensure!(run.store.engine.register_sku(&sku(s)?).await?, "{} was new", SKUS[s]);
             run.model.registered[s] = true;
@@ -922,6 +1049,58 @@ impl Run {
                 } else {
                     ensure!(matches!(got, Err(EngineError::UnknownSku(_))), "{desc}: expected UnknownSku");
                 }
+                Ok(desc)
+            }
+            Op::StopAt { sku: s, loc: l, stop } => {
+                let got = self
+                    .store
+                    .engine
+                    .set_location_stop_sell(&sku(*s)?, &loc(*l)?, *stop, &OperationId::generate())
+                    .await;
+                let desc = format!("set_location_stop_sell {}@{} {stop} -> {got:?}", SKUS[*s], LOCS[*l]);
+                if self.model.registered[*s] {
+                    let changed = self.model.stopped_at[*s][*l] != *stop;
+                    self.model.stopped_at[*s][*l] = *stop;
+                    ensure!(matches!(got, Ok(c) if c == changed), "{desc}: expected Ok({changed})");
+                } else {
+                    ensure!(matches!(got, Err(EngineError::UnknownSku(_))), "{desc}: expected UnknownSku");
+                }
+                Ok(desc)
+            }
+            Op::Count { sku: s, loc: l, counted } => self.count(*s, *l, *counted).await,
+            Op::ReplayCount { pick } => {
+                if self.counts.is_empty() {
+                    return Ok("replay count: no count yet".into());
+                }
+                let c = self.counts[pick % self.counts.len()].clone();
+                // (The kept answer lives as long as its operation id; past
+                // that the model has nothing to say about it.)
+                if self.model.now >= c.at + RETENTION_SECS {
+                    return Ok(format!("replay count {}: past retention", c.op));
+                }
+                let gates = CountGates::default();
+                let counted = OnHand::parse(c.counted)?;
+                let got =
+                    self.store.engine.count(&sku(c.sku)?, &loc(c.loc)?, counted, &op_id(&c.op)?, "other", &gates).await;
+                self.model.touch(&self.model.parts(std::iter::once(c.sku)));
+                let desc = format!("replay count {} -> {got:?}", c.op);
+                let want = Counted { replayed: true, ..c.answer.clone() };
+                ensure!(matches!(&got, Ok(a) if *a == want), "{desc}: expected {want:?}");
+                Ok(desc)
+            }
+            Op::ResolveCount { pick, accepted } => {
+                let opened: Vec<CountCall> =
+                    self.counts.iter().filter(|c| c.answer.investigation_id.is_some()).cloned().collect();
+                if opened.is_empty() {
+                    return Ok("resolve: no investigation yet".into());
+                }
+                let c = &opened[pick % opened.len()];
+                let op = format!("inv:{}:resolve", c.answer.investigation_id.as_deref().unwrap_or_default());
+                let at = OnHand::parse(*accepted)?;
+                let got = self.store.engine.resolve_count(&sku(c.sku)?, &loc(c.loc)?, at, &op_id(&op)?, true).await;
+                let want = self.model.resolve(c.sku, c.loc, *accepted, &op);
+                let desc = format!("resolve {op} at {accepted} -> {got:?}");
+                check_resolve(&want, &got).with_context(|| desc.clone())?;
                 Ok(desc)
             }
             Op::Register { sku: s } => {
@@ -1043,6 +1222,28 @@ impl Run {
         Ok(desc)
     }
 
+    async fn count(&mut self, s: usize, l: usize, counted: i64) -> Result<String> {
+        let n = self.next();
+        let (op, inv) = (format!("count{n}"), format!("inv{n}"));
+        let gates = CountGates::default();
+        let got =
+            self.store.engine.count(&sku(s)?, &loc(l)?, OnHand::parse(counted)?, &op_id(&op)?, &inv, &gates).await;
+        let want = self.model.count(s, l, counted);
+        let desc = format!("count {}@{} {counted} {op} -> {got:?}", SKUS[s], LOCS[l]);
+        match (want, &got) {
+            (None, Err(EngineError::UnknownSku(_))) => {}
+            (Some((expected, action)), Ok(c)) => {
+                let investigation = action.investigates().then(|| inv.clone());
+                let want = Counted { expected, counted, action, investigation_id: investigation, replayed: false };
+                ensure!(*c == want, "{desc}: expected {want:?}");
+                let call = CountCall { sku: s, loc: l, counted, op, at: self.model.now, answer: want };
+                self.counts.push(call);
+            }
+            (want, _) => bail!("{desc}: expected {want:?}"),
+        }
+        Ok(desc)
+    }
+
     async fn adjust(&mut self, c: &AdjustCall) -> Result<String> {
         let got = self.store.engine.adjust(&sku(c.sku)?, &loc(c.loc)?, c.change, &op_id(&c.op)?, "model").await;
         let want = self.model.adjust(c.sku, c.loc, c.change, &c.op);
@@ -1088,14 +1289,22 @@ impl Run {
         let mut redis_levels = [[Levels::default(); 2]; 6];
         for (s, sl) in levels.iter().enumerate() {
             ensure!(sl.known == m.registered[s], "{}: known {} but model {}", sl.sku, sl.known, m.registered[s]);
-            ensure!(sl.stop_sell == m.stopped[s], "{}: stop_sell {}", sl.sku, sl.stop_sell);
+            let mut listed = Vec::new();
             for at in &sl.locations {
                 let l = LOCS
                     .iter()
                     .position(|x| *x == at.location_id)
                     .ok_or_else(|| anyhow!("{}: unexpected location {}", sl.sku, at.location_id))?;
                 redis_levels[s][l] = at.levels;
+                let stopped = m.stopped[s] || m.stopped_at[s][l];
+                ensure!(at.stop_sell == stopped, "{}@{}: stop_sell {}", sl.sku, LOCS[l], at.stop_sell);
+                listed.push(l);
             }
+            for (l, name) in LOCS.iter().enumerate() {
+                ensure!(!m.stopped_at[s][l] || listed.contains(&l), "{}@{name}: stopped, not listed", sl.sku);
+            }
+            let everywhere = m.stopped[s] || (!listed.is_empty() && listed.iter().all(|&l| m.stopped_at[s][l]));
+            ensure!(sl.stop_sell == everywhere, "{}: stop_sell {}", sl.sku, sl.stop_sell);
             for l in 0..LOCS.len() {
                 let lv = redis_levels[s][l];
                 let here = format!("{}@{} {lv:?}", SKUS[s], LOCS[l]);
@@ -1202,6 +1411,23 @@ impl Run {
 
 fn op_id(s: &str) -> Result<OperationId> {
     Ok(OperationId::parse(s)?)
+}
+
+fn check_resolve(want: &ResolveExpect, got: &Result<Resolved, EngineError>) -> Result<()> {
+    match (want, got) {
+        (ResolveExpect::UnknownSku, Err(EngineError::UnknownSku(_))) => Ok(()),
+        (ResolveExpect::Replayed(lv), Ok(r))
+            if r.adjusted.replayed && r.adjusted.delta == 0 && r.adjusted.levels == *lv && !r.lifted =>
+        {
+            Ok(())
+        }
+        (ResolveExpect::Applied(lv, d, lifted), Ok(r))
+            if !r.adjusted.replayed && r.adjusted.delta == *d && r.adjusted.levels == *lv && r.lifted == *lifted =>
+        {
+            Ok(())
+        }
+        _ => bail!("resolve answered {got:?}, model expected {want:?}"),
+    }
 }
 
 fn check_adjust(want: &AdjustExpect, got: &Result<Adjusted, EngineError>) -> Result<()> {

@@ -5,8 +5,8 @@
 //! | bytes | what |
 //! |-------|------|
 //! | 1     | format version ([`TOKEN_VERSION`]) |
-//! | 1     | the list: 1 ListSkus, 2 ListLocations, 3 ListMovements |
-//! | 8     | digest of the query's filter fields (ListMovements: `sku`, `location_id`) |
+//! | 1     | the list: 1 ListSkus, 2 ListLocations, 3 ListMovements, 4 ListAbcClasses, 5 ListDueCounts, 6 ListInvestigations |
+//! | 8     | digest of the query's filter fields (ListMovements: `sku`, `location_id`; ListDueCounts: `location_id`; ListInvestigations: `status`) |
 //! | n     | where the next page starts: the last key served (an identifier, text) or the last ledger id (8 bytes, big-endian) |
 //! | 8     | checksum over everything before it |
 //!
@@ -70,7 +70,8 @@ impl PageSize {
 }
 
 /// The query a page token belongs to: the list, and the request fields that
-/// choose what it lists (not the page size).
+/// choose what it lists (not the page size). Each list has its own tag, so a
+/// token of one list is refused by every other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PageQuery<'a> {
     /// CatalogService.ListSkus.
@@ -84,6 +85,28 @@ pub enum PageQuery<'a> {
         /// The location asked; None: all.
         location_id: Option<&'a str>,
     },
+    /// CycleCountService.ListAbcClasses.
+    AbcClasses,
+    /// CycleCountService.ListDueCounts at one location or all.
+    DueCounts {
+        /// The location asked; None: all.
+        location_id: Option<&'a str>,
+    },
+    /// CycleCountService.ListInvestigations with one status or all.
+    Investigations {
+        /// The status asked (as stored: OPEN, RESOLVED); None: all.
+        status: Option<&'a str>,
+    },
+}
+
+/// What a list resumes after: an identifier (validated again on decoding),
+/// a pair of identifiers (location, SKU), or a positive number (a row id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    Sku,
+    Location,
+    LocationSku,
+    Number,
 }
 
 impl PageQuery<'_> {
@@ -92,6 +115,28 @@ impl PageQuery<'_> {
             Self::Skus => 1,
             Self::Locations => 2,
             Self::Movements { .. } => 3,
+            Self::AbcClasses => 4,
+            Self::DueCounts { .. } => 5,
+            Self::Investigations { .. } => 6,
+        }
+    }
+
+    fn key_kind(self) -> KeyKind {
+        match self {
+            Self::Skus | Self::AbcClasses => KeyKind::Sku,
+            Self::Locations => KeyKind::Location,
+            Self::DueCounts { .. } => KeyKind::LocationSku,
+            Self::Movements { .. } | Self::Investigations { .. } => KeyKind::Number,
+        }
+    }
+
+    /// The filter fields, in a fixed order per list.
+    fn filters(self) -> Vec<Option<String>> {
+        match self {
+            Self::Skus | Self::Locations | Self::AbcClasses => vec![],
+            Self::Movements { sku, location_id } => vec![Some(sku.to_owned()), location_id.map(str::to_owned)],
+            Self::DueCounts { location_id } => vec![location_id.map(str::to_owned)],
+            Self::Investigations { status } => vec![status.map(str::to_owned)],
         }
     }
 
@@ -101,15 +146,13 @@ impl PageQuery<'_> {
         let mut h = Sha256::new();
         h.update(b"stockd page query\0");
         h.update([self.tag()]);
-        if let Self::Movements { sku, location_id } = self {
-            for field in [Some(sku), location_id] {
-                match field {
-                    None => h.update([0]),
-                    Some(s) => {
-                        h.update([1]);
-                        h.update((s.len() as u64).to_be_bytes());
-                        h.update(s.as_bytes());
-                    }
+        for field in self.filters() {
+            match field {
+                None => h.update([0]),
+                Some(s) => {
+                    h.update([1]);
+                    h.update((s.len() as u64).to_be_bytes());
+                    h.update(s.as_bytes());
                 }
             }
         }
@@ -163,38 +206,42 @@ impl std::error::Error for PageTokenError {}
 pub struct PageToken(String);
 
 impl PageToken {
-    /// The token that resumes `query` after the row with key `key` (ListSkus,
-    /// ListLocations).
+    /// The token that resumes `query` after the row with key `key` (the
+    /// lists keyed by identifiers; ListDueCounts: the location and the SKU
+    /// joined by a tab, which no identifier holds).
     pub fn after_key(query: PageQuery<'_>, key: &str) -> Self {
         Self::seal(query, key.as_bytes())
     }
 
-    /// The token that resumes `query` after ledger row `id` (ListMovements,
-    /// newest first: the next page holds smaller ids).
-    pub fn after_ledger_id(query: PageQuery<'_>, id: i64) -> Self {
-        Self::seal(query, &id.to_be_bytes())
+    /// The token that resumes `query` after row number `n` (ListMovements,
+    /// newest first: the next page holds smaller ids; ListInvestigations).
+    pub fn after_number(query: PageQuery<'_>, n: i64) -> Self {
+        Self::seal(query, &n.to_be_bytes())
     }
 
     /// The key to resume after, from a token given back by a caller for
-    /// `query` (ListSkus or ListLocations); empty means the first page. The
-    /// key is a valid identifier, so it holds no NUL and nothing Postgres
-    /// would refuse.
+    /// `query` (a list keyed by identifiers); empty means the first page.
+    /// The key is checked as the list's identifiers are, so it holds no NUL
+    /// and nothing Postgres would refuse.
     pub fn decode_key(query: PageQuery<'_>, token: &str) -> Result<Option<String>, PageTokenError> {
         let Some(key) = Self::open(query, token)? else { return Ok(None) };
         let key = String::from_utf8(key).map_err(|_| PageTokenError::BadKey)?;
-        let valid = match query {
-            PageQuery::Skus => Sku::parse(key.as_str()).is_ok(),
-            PageQuery::Locations => LocationId::parse(key.as_str()).is_ok(),
-            PageQuery::Movements { .. } => false,
+        let valid = match query.key_kind() {
+            KeyKind::Sku => Sku::parse(key.as_str()).is_ok(),
+            KeyKind::Location => LocationId::parse(key.as_str()).is_ok(),
+            KeyKind::LocationSku => {
+                key.split_once('\t').is_some_and(|(l, s)| LocationId::parse(l).is_ok() && Sku::parse(s).is_ok())
+            }
+            KeyKind::Number => false,
         };
         if valid { Ok(Some(key)) } else { Err(PageTokenError::BadKey) }
     }
 
-    /// The ledger id to resume before, from a token given back by a caller
-    /// for `query` (ListMovements); empty means the first page.
-    pub fn decode_ledger_id(query: PageQuery<'_>, token: &str) -> Result<Option<i64>, PageTokenError> {
+    /// The row number to resume after, from a token given back by a caller
+    /// for `query` (a list keyed by numbers); empty means the first page.
+    pub fn decode_number(query: PageQuery<'_>, token: &str) -> Result<Option<i64>, PageTokenError> {
         let Some(key) = Self::open(query, token)? else { return Ok(None) };
-        if !matches!(query, PageQuery::Movements { .. }) {
+        if query.key_kind() != KeyKind::Number {
             return Err(PageTokenError::BadKey);
         }
         let bytes: [u8; 8] = key.as_slice().try_into().map_err(|_| PageTokenError::BadKey)?;
@@ -276,20 +323,20 @@ mod tests {
     fn tokens_round_trip_for_every_list() {
         let sku = PageToken::after_key(PageQuery::Skus, "SKU-1/a");
         let loc = PageToken::after_key(PageQuery::Locations, "WH:1");
-        let mov = PageToken::after_ledger_id(A_AT_WH1, 42);
+        let mov = PageToken::after_number(A_AT_WH1, 42);
         let all = PageQuery::Movements { sku: "A", location_id: None };
 
         assert_eq!(PageToken::decode_key(PageQuery::Skus, sku.as_str()), Ok(Some("SKU-1/a".into())));
         assert_eq!(PageToken::decode_key(PageQuery::Locations, loc.as_str()), Ok(Some("WH:1".into())));
-        assert_eq!(PageToken::decode_ledger_id(A_AT_WH1, mov.as_str()), Ok(Some(42)));
-        let big = PageToken::after_ledger_id(all, i64::MAX);
-        assert_eq!(PageToken::decode_ledger_id(all, big.as_str()), Ok(Some(i64::MAX)));
+        assert_eq!(PageToken::decode_number(A_AT_WH1, mov.as_str()), Ok(Some(42)));
+        let big = PageToken::after_number(all, i64::MAX);
+        assert_eq!(PageToken::decode_number(all, big.as_str()), Ok(Some(i64::MAX)));
     }
 
     #[test]
     fn an_empty_token_means_the_first_page() {
         assert_eq!(PageToken::decode_key(PageQuery::Skus, ""), Ok(None));
-        assert_eq!(PageToken::decode_ledger_id(A_AT_WH1, ""), Ok(None));
+        assert_eq!(PageToken::decode_number(A_AT_WH1, ""), Ok(None));
     }
 
     #[test]
@@ -304,12 +351,12 @@ mod tests {
     fn a_token_is_refused_by_any_other_query() {
         let skus = PageToken::after_key(PageQuery::Skus, "WH1");
         let locations = PageToken::after_key(PageQuery::Locations, "WH1");
-        let movements = PageToken::after_ledger_id(A_AT_WH1, 7);
+        let movements = PageToken::after_number(A_AT_WH1, 7);
         let other = PageError::OtherQuery;
 
         assert_eq!(PageToken::decode_key(PageQuery::Locations, skus.as_str()), Err(other));
         assert_eq!(PageToken::decode_key(PageQuery::Skus, locations.as_str()), Err(other));
-        assert_eq!(PageToken::decode_ledger_id(A_AT_WH1, skus.as_str()), Err(other));
+        assert_eq!(PageToken::decode_number(A_AT_WH1, skus.as_str()), Err(other));
         assert_eq!(PageToken::decode_key(PageQuery::Skus, movements.as_str()), Err(other));
         for q in [
             PageQuery::Movements { sku: "B", location_id: Some("WH1") },
@@ -317,8 +364,31 @@ mod tests {
             PageQuery::Movements { sku: "A", location_id: None },
             PageQuery::Movements { sku: "AW", location_id: Some("H1") },
         ] {
-            assert_eq!(PageToken::decode_ledger_id(q, movements.as_str()), Err(other), "{q:?}");
+            assert_eq!(PageToken::decode_number(q, movements.as_str()), Err(other), "{q:?}");
         }
+    }
+
+    #[test]
+    fn the_cycle_count_lists_round_trip_and_refuse_each_others_tokens() {
+        let classes = PageToken::after_key(PageQuery::AbcClasses, "SKU-1");
+        let at_wh1 = PageQuery::DueCounts { location_id: Some("WH1") };
+        let due = PageToken::after_key(at_wh1, "WH1\tSKU-1");
+        let open = PageQuery::Investigations { status: Some("OPEN") };
+        let investigations = PageToken::after_number(open, 12);
+
+        assert_eq!(PageToken::decode_key(PageQuery::AbcClasses, classes.as_str()), Ok(Some("SKU-1".into())));
+        assert_eq!(PageToken::decode_key(at_wh1, due.as_str()), Ok(Some("WH1\tSKU-1".into())));
+        assert_eq!(PageToken::decode_number(open, investigations.as_str()), Ok(Some(12)));
+        let other = PageError::OtherQuery;
+        assert_eq!(PageToken::decode_key(PageQuery::Skus, classes.as_str()), Err(other), "same key, other list");
+        assert_eq!(PageToken::decode_key(PageQuery::DueCounts { location_id: None }, due.as_str()), Err(other));
+        let all = PageQuery::Investigations { status: None };
+        assert_eq!(PageToken::decode_number(all, investigations.as_str()), Err(other));
+        // A due-count key must be a location and a SKU.
+        let bad = PageToken::after_key(at_wh1, "WH1");
+        assert_eq!(PageToken::decode_key(at_wh1, bad.as_str()), Err(PageError::BadKey));
+        let bad = PageToken::after_key(at_wh1, "WH 1\tSKU");
+        assert_eq!(PageToken::decode_key(at_wh1, bad.as_str()), Err(PageError::BadKey));
     }
 
     #[test]
@@ -333,14 +403,14 @@ mod tests {
 
     #[test]
     fn a_token_with_any_byte_changed_is_refused() {
-        let token = PageToken::after_ledger_id(A_AT_WH1, 1234);
+        let token = PageToken::after_number(A_AT_WH1, 1234);
         let bytes = URL_SAFE_NO_PAD.decode(token.as_str()).expect("own token decodes");
         for i in 0..bytes.len() {
             for flip in [0x01, 0x80, 0xff] {
                 let mut damaged = bytes.clone();
                 damaged[i] ^= flip;
                 let text = URL_SAFE_NO_PAD.encode(&damaged);
-                assert!(PageToken::decode_ledger_id(A_AT_WH1, &text).is_err(), "byte {i} ^ {flip:#x}");
+                assert!(PageToken::decode_number(A_AT_WH1, &text).is_err(), "byte {i} ^ {flip:#x}");
             }
         }
     }
@@ -397,7 +467,7 @@ mod tests {
         for g in garbage {
             assert!(PageToken::decode_key(PageQuery::Skus, g).is_err(), "{g:?}");
             assert!(PageToken::decode_key(PageQuery::Locations, g).is_err(), "{g:?}");
-            assert!(PageToken::decode_ledger_id(A_AT_WH1, g).is_err(), "{g:?}");
+            assert!(PageToken::decode_number(A_AT_WH1, g).is_err(), "{g:?}");
         }
     }
 
@@ -423,11 +493,11 @@ mod tests {
     #[test]
     fn a_ledger_position_must_be_a_positive_id_of_eight_bytes() {
         for id in [0, -1, i64::MIN] {
-            let token = PageToken::after_ledger_id(A_AT_WH1, id);
-            assert_eq!(PageToken::decode_ledger_id(A_AT_WH1, token.as_str()), Err(PageError::BadKey), "{id}");
+            let token = PageToken::after_number(A_AT_WH1, id);
+            assert_eq!(PageToken::decode_number(A_AT_WH1, token.as_str()), Err(PageError::BadKey), "{id}");
         }
         let short = PageToken::after_key(A_AT_WH1, "1234567");
-        assert_eq!(PageToken::decode_ledger_id(A_AT_WH1, short.as_str()), Err(PageError::BadKey));
+        assert_eq!(PageToken::decode_number(A_AT_WH1, short.as_str()), Err(PageError::BadKey));
         let keyed = PageToken::after_key(A_AT_WH1, "12345678");
         assert_eq!(PageToken::decode_key(A_AT_WH1, keyed.as_str()), Err(PageError::BadKey), "a key for movements");
     }
@@ -443,7 +513,7 @@ mod tests {
         fn no_arbitrary_text_decodes(s in prop_oneof![any::<String>(), "[A-Za-z0-9_-]{1,200}"]) {
             prop_assume!(!s.is_empty());
             prop_assert!(PageToken::decode_key(PageQuery::Skus, &s).is_err());
-            prop_assert!(PageToken::decode_ledger_id(A_AT_WH1, &s).is_err());
+            prop_assert!(PageToken::decode_number(A_AT_WH1, &s).is_err());
         }
     }
 

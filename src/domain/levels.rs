@@ -38,6 +38,9 @@ pub struct LocationLevels {
     pub location_id: String,
     /// The numbers there.
     pub levels: Levels,
+    /// Selling is stopped here (for the whole SKU, or at this location
+    /// while a count discrepancy is investigated).
+    pub stop_sell: bool,
 }
 
 /// Everything the engine knows about one SKU's stock.
@@ -47,7 +50,7 @@ pub struct SkuLevels {
     pub sku: String,
     /// False when the catalog never registered it (then `locations` is empty).
     pub known: bool,
-    /// Selling is stopped.
+    /// Selling is stopped at every location (or for the whole SKU).
     pub stop_sell: bool,
     /// Per location, sorted by location id.
     pub locations: Vec<LocationLevels>,
@@ -75,6 +78,7 @@ mod tests {
         let at = |id: &str, on_hand| LocationLevels {
             location_id: id.into(),
             levels: Levels { on_hand, reserved: 1, committed: 2, in_transit: 3 },
+            stop_sell: false,
         };
         let s = SkuLevels { sku: "A".into(), known: true, stop_sell: false, locations: vec![at("x", 10), at("y", 5)] };
         assert_eq!(s.total(), Levels { on_hand: 15, reserved: 2, committed: 4, in_transit: 6 });

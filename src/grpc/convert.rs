@@ -101,6 +101,7 @@ pub fn location_level(location_id: String, l: Levels) -> proto::LocationLevel {
         committed: l.committed,
         in_transit: l.in_transit,
         available: l.available(),
+        stop_sell: false,
     }
 }
 
@@ -123,7 +124,10 @@ impl From<SkuLevels> for proto::SkuAvailability {
             levels: s
                 .locations
                 .into_iter()
-                .map(|LocationLevels { location_id, levels }| location_level(location_id, levels))
+                .map(|LocationLevels { location_id, levels, stop_sell }| proto::LocationLevel {
+                    stop_sell,
+                    ..location_level(location_id, levels)
+                })
                 .collect(),
             total: Some(total.into()),
             stop_sell: s.stop_sell,

@@ -4,6 +4,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::catalog::CatalogError;
+use crate::cycle_count::CycleCountError;
 use crate::reservation::EngineError;
 
 /// Most field violations an error carries in its details; the rest are
@@ -83,6 +84,17 @@ impl From<CatalogError> for Status {
                     _ => Status::internal("database error"),
                 }
             }
+        }
+    }
+}
+
+impl From<CycleCountError> for Status {
+    fn from(e: CycleCountError) -> Self {
+        match e {
+            CycleCountError::NotFound(_) => Status::not_found(e.to_string()),
+            CycleCountError::FailedPrecondition(_) => Status::failed_precondition(e.to_string()),
+            CycleCountError::Engine(inner) => inner.into(),
+            CycleCountError::Database(inner) => CatalogError::Database(inner).into(),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod catalog;
 mod convert;
+mod cycle_count;
 mod error;
 mod health;
 mod middleware;
@@ -11,6 +12,7 @@ mod reservation;
 mod stock;
 
 pub use catalog::CatalogApi;
+pub use cycle_count::CycleCountApi;
 pub use health::{HEALTH_SERVICES, HealthMonitor};
 pub use middleware::{CallLimits, GuardLayer};
 pub use reservation::ReservationApi;

@@ -166,7 +166,7 @@ impl StockService for StockApi {
         let before = match &sku {
             Some(sku) => {
                 let query = movements_query(sku.as_str(), location.as_ref().map(LocationId::as_str));
-                v.check("page_token", PageToken::decode_ledger_id(query, &r.page_token)).flatten()
+                v.check("page_token", PageToken::decode_number(query, &r.page_token)).flatten()
             }
             None => None,
         };

@@ -89,7 +89,7 @@ pub async fn list_movements(
         .collect();
     let next = if out.len() > size.get() as usize {
         out.truncate(size.get() as usize);
-        out.last().map(|m| PageToken::after_ledger_id(movements_query(sku, location), m.id))
+        out.last().map(|m| PageToken::after_number(movements_query(sku, location), m.id))
     } else {
         None
     };

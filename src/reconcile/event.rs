@@ -88,10 +88,12 @@ pub enum Event {
         /// Redis time, ms.
         at_ms: i64,
     },
-    /// Selling a SKU stopped or resumed.
+    /// Selling a SKU stopped or resumed, everywhere or at one location.
     StopSell {
         /// The SKU.
         sku: String,
+        /// The location; None for the whole SKU.
+        location_id: Option<String>,
         /// Stopped (true) or resumed.
         stop: bool,
         /// Redis time, ms.
@@ -116,9 +118,12 @@ impl Event {
         let kind = get("k")?;
         match kind {
             "extend" => Ok(Event::Extend { order_id: get("o")?.to_owned(), expires_ms: int("e")?, at_ms: int("t")? }),
-            "stop_sell" | "resume_sell" => {
-                Ok(Event::StopSell { sku: get("s")?.to_owned(), stop: kind == "stop_sell", at_ms: int("t")? })
-            }
+            "stop_sell" | "resume_sell" => Ok(Event::StopSell {
+                sku: get("s")?.to_owned(),
+                location_id: opt("l"),
+                stop: kind == "stop_sell",
+                at_ms: int("t")?,
+            }),
             "reserve" | "commit" | "fulfill" | "release" | "expire" | "adjust" => {
                 Ok(Event::Stock(Box::new(StockEvent {
                     kind: kind.to_owned(),
@@ -244,7 +249,13 @@ mod tests {
         let e = Event::parse(&fields(&[("k", "extend"), ("o", "o-1"), ("e", "5"), ("t", "1")])).expect("extend");
         assert_eq!(e, Event::Extend { order_id: "o-1".into(), expires_ms: 5, at_ms: 1 });
         let s = Event::parse(&fields(&[("k", "stop_sell"), ("s", "A"), ("op", "x"), ("t", "9")])).expect("stop");
-        assert_eq!(s, Event::StopSell { sku: "A".into(), stop: true, at_ms: 9 });
+        assert_eq!(s, Event::StopSell { sku: "A".into(), location_id: None, stop: true, at_ms: 9 });
+        let at = [("k", "resume_sell"), ("s", "A"), ("l", "WH1"), ("op", "x"), ("t", "9")];
+        let s = Event::parse(&fields(&at)).expect("resume at a location");
+        assert_eq!(s, Event::StopSell { sku: "A".into(), location_id: Some("WH1".into()), stop: false, at_ms: 9 });
+        let everywhere = [("k", "stop_sell"), ("s", "A"), ("l", ""), ("op", "x"), ("t", "9")];
+        let s = Event::parse(&fields(&everywhere)).expect("stop everywhere");
+        assert_eq!(s, Event::StopSell { sku: "A".into(), location_id: None, stop: true, at_ms: 9 });
     }
 
     #[test]

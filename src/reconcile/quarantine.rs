@@ -349,8 +349,9 @@ pub fn describe(e: &Event) -> String {
         Event::Extend { order_id, expires_ms, at_ms } => {
             format!("extend order {order_id} to {expires_ms} ms; at {at_ms} ms")
         }
-        Event::StopSell { sku, stop, at_ms } => {
-            format!("{} {sku}; at {at_ms} ms", if *stop { "stop_sell" } else { "resume_sell" })
+        Event::StopSell { sku, location_id, stop, at_ms } => {
+            let at = location_id.as_deref().map(|l| format!(" at {l}")).unwrap_or_default();
+            format!("{} {sku}{at}; at {at_ms} ms", if *stop { "stop_sell" } else { "resume_sell" })
         }
     };
     printable(&text)
@@ -405,7 +406,7 @@ mod tests {
         assert!(line.starts_with("adjust A @ WH1: deltas on_hand 9223372036854775807 reserved 0"), "{line}");
         assert!(line.ends_with("; operation op-9; reason count\\u{0}x"), "{line}");
         assert_eq!(kind_of(&e), "adjust");
-        let stop = Event::StopSell { sku: "A".into(), stop: false, at_ms: 5 };
+        let stop = Event::StopSell { sku: "A".into(), location_id: None, stop: false, at_ms: 5 };
         assert_eq!((describe(&stop).as_str(), kind_of(&stop).as_str()), ("resume_sell A; at 5 ms", "resume_sell"));
     }
 }

@@ -494,7 +494,23 @@ async fn apply_other(tx: &mut PgConnection, events: &[(StreamPos, Event)]) -> Re
                     .execute(&mut *tx)
                     .await?;
             }
-            Event::StopSell { sku, stop, at_ms } => {
+            Event::StopSell { sku, location_id: Some(location), stop, at_ms } => {
+                // Per SKU-location (a count over the stop gate): what the
+                // rebuild restores, and what channel sync reads.
+                sqlx::query(
+                    "INSERT INTO stop_sell_locations (sku, location_id, stop_sell, updated_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (sku, location_id) DO UPDATE
+                     SET stop_sell = EXCLUDED.stop_sell, updated_at = EXCLUDED.updated_at
+                     WHERE stop_sell_locations.updated_at <= EXCLUDED.updated_at",
+                )
+                .bind(sku)
+                .bind(location)
+                .bind(*stop)
+                .bind(at(*at_ms))
+                .execute(&mut *tx)
+                .await?;
+            }
+            Event::StopSell { sku, location_id: None, stop, at_ms } => {
                 sqlx::query(
                     "INSERT INTO sku_flags (sku, stop_sell, updated_at) VALUES ($1, $2, $3)
                      ON CONFLICT (sku) DO UPDATE SET stop_sell = EXCLUDED.stop_sell, updated_at = EXCLUDED.updated_at

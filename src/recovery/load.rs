@@ -34,7 +34,7 @@ struct ResRow {
 }
 
 /// Everything to restore, per partition: every catalog SKU with its levels
-/// and stop flag, the holds of live reservations, the headers of live orders
+/// and stop flags (everywhere, and per location), the holds of live reservations, the headers of live orders
 /// and of ended ones still within `tombstone`, and operation ids applied
 /// within `op_retention`.
 pub async fn load_restore_data(
@@ -59,9 +59,31 @@ pub async fn load_restore_data(
     for (sku, loc, oh, rs, cm, it) in levels {
         by_sku.entry(sku).or_default().insert(loc, json!([oh, rs, cm, it]));
     }
+    // Locations where selling is stopped: as reconciled, and wherever an
+    // open investigation stopped it. The investigations are written as soon
+    // as the engine answers, so a stop (or its lifting by a resolution) that
+    // was not yet reconciled when Redis was lost is not lost with it.
+    let stops: Vec<(String, String)> = sqlx::query_as(
+        "SELECT f.sku, f.location_id FROM stop_sell_locations f
+         WHERE f.stop_sell AND NOT EXISTS (
+             SELECT 1 FROM investigations i
+             WHERE i.sku = f.sku AND i.location_id = f.location_id AND i.status = 'RESOLVED'
+               AND i.stop_sell AND i.resolved_at > f.updated_at)
+         UNION SELECT sku, location_id FROM investigations WHERE status = 'OPEN' AND stop_sell",
+    )
+    .fetch_all(&mut *db)
+    .await?;
+    let mut stops_of: BTreeMap<String, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
+    for (sku, loc) in stops {
+        stops_of.entry(sku).or_default().insert(loc, json!(1));
+    }
     for (sku, stop) in skus {
         let l = by_sku.remove(&sku).unwrap_or_default();
-        let rec = json!({ "stop": i32::from(stop.unwrap_or(false)), "l": l });
+        let mut rec = json!({ "stop": i32::from(stop.unwrap_or(false)), "l": l });
+        // Only a non-empty set is stored (see common.lua).
+        if let Some(s) = stops_of.remove(&sku) {
+            rec["s"] = serde_json::Value::Object(s);
+        }
         out.entry(keys.partition_of(&sku)).or_default().skus.push((sku, rec.to_string()));
     }
 

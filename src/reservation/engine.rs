@@ -74,31 +74,34 @@ pub struct Adjusted {
 struct SkuRecord {
     #[serde(default)]
     stop: i64,
+    /// location -> [on_hand, reserved, committed, in_transit].
     #[serde(default)]
-    l: Locations,
+    l: PackedMap<[i64; 4]>,
+    /// Locations where selling is stopped (-> 1); absent while none is.
+    #[serde(default)]
+    s: PackedMap<i64>,
 }
 
-/// location -> [on_hand, reserved, committed, in_transit]. Lua cannot tell an
-/// empty map from an empty array, so a SKU with no location yet comes packed
-/// as `[]`.
+/// A map keyed by location. Lua cannot tell an empty map from an empty
+/// array, so a SKU with no location yet comes packed as `[]`.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum Locations {
-    Map(BTreeMap<String, [i64; 4]>),
+enum PackedMap<V> {
+    Map(BTreeMap<String, V>),
     Empty(#[allow(dead_code, reason = "only its shape is read")] Vec<serde::de::IgnoredAny>),
 }
 
-impl Default for Locations {
+impl<V> Default for PackedMap<V> {
     fn default() -> Self {
-        Locations::Map(BTreeMap::new())
+        PackedMap::Map(BTreeMap::new())
     }
 }
 
-impl Locations {
-    fn into_map(self) -> BTreeMap<String, [i64; 4]> {
+impl<V> PackedMap<V> {
+    fn into_map(self) -> BTreeMap<String, V> {
         match self {
-            Locations::Map(m) => m,
-            Locations::Empty(_) => BTreeMap::new(),
+            PackedMap::Map(m) => m,
+            PackedMap::Empty(_) => BTreeMap::new(),
         }
     }
 }
@@ -593,17 +596,26 @@ impl Engine {
                 };
                 let rec: SkuRecord = rmp_serde::from_slice(&raw)
                     .map_err(|e| EngineError::Protocol { script: "levels", detail: format!("{sku}: {e}") })?;
-                let locations = rec
-                    .l
-                    .into_map()
+                let everywhere = rec.stop == 1;
+                let stops = rec.s.into_map();
+                let mut levels = rec.l.into_map();
+                // A location stopped before it ever held the SKU is listed too,
+                // at zero, so that its stop shows.
+                for loc in stops.keys() {
+                    levels.entry(loc.clone()).or_insert([0; 4]);
+                }
+                let stopped = |loc: &str| everywhere || stops.contains_key(loc);
+                let stop_sell = everywhere || (!levels.is_empty() && levels.keys().all(|loc| stopped(loc)));
+                let locations = levels
                     .into_iter()
                     .filter(|(loc, _)| location.is_none_or(|want| want.as_str() == loc))
                     .map(|(location_id, [on_hand, reserved, committed, in_transit])| LocationLevels {
+                        stop_sell: stopped(&location_id),
                         location_id,
                         levels: Levels { on_hand, reserved, committed, in_transit },
                     })
                     .collect();
-                Ok(SkuLevels { sku: sku.to_string(), known: true, stop_sell: rec.stop == 1, locations })
+                Ok(SkuLevels { sku: sku.to_string(), known: true, stop_sell, locations })
             })
             .collect()
     }
@@ -670,10 +682,40 @@ impl Engine {
         Ok(matches!(v, Value::Int(1)))
     }
 
-    /// Stops (or resumes) selling a SKU. Returns whether the flag changed.
+    /// Stops (or resumes) selling a SKU everywhere. Returns whether the flag
+    /// changed.
     pub async fn set_stop_sell(&self, sku: &Sku, stop: bool, op: &OperationId) -> Result<bool, EngineError> {
+        self.stop_sell(sku, None, stop, op).await
+    }
+
+    /// Stops (or resumes) selling a SKU at one location: allocation skips
+    /// it, and a line only it could fill is refused as STOP_SELL. Returns
+    /// whether the flag changed. (A count over the stop gate sets it itself;
+    /// see `count`.)
+    pub async fn set_location_stop_sell(
+        &self,
+        sku: &Sku,
+        location: &LocationId,
+        stop: bool,
+        op: &OperationId,
+    ) -> Result<bool, EngineError> {
+        self.stop_sell(sku, Some(location), stop, op).await
+    }
+
+    async fn stop_sell(
+        &self,
+        sku: &Sku,
+        location: Option<&LocationId>,
+        stop: bool,
+        op: &OperationId,
+    ) -> Result<bool, EngineError> {
         let keys = self.single_partition(sku);
-        let args = [sku.to_string(), if stop { "1" } else { "0" }.to_owned(), op.to_string()];
+        let args = [
+            sku.to_string(),
+            if stop { "1" } else { "0" }.to_owned(),
+            op.to_string(),
+            location.map(LocationId::to_string).unwrap_or_default(),
+        ];
         match self.run(&SCRIPTS.set_stop_sell, &keys, 1, &args).await? {
             Value::Int(-1) => Err(EngineError::UnknownSku(sku.to_string())),
             Value::Int(n) => Ok(n == 1),
@@ -805,7 +847,7 @@ impl Engine {
         Ok(true)
     }
 
-    fn single_partition(&self, sku: &Sku) -> [String; 5] {
+    pub(super) fn single_partition(&self, sku: &Sku) -> [String; 5] {
         self.keys.partition(self.keys.partition_of(sku.as_str())).all().map(str::to_owned)
     }
 }

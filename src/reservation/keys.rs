@@ -109,6 +109,15 @@ impl Keys {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..15])
     }
 
+    /// Where count.lua keeps the answer to a count, so that the count
+    /// submitted again with its operation id gets the same answer: in the
+    /// partition of the SKU counted, named by the operation id's digest (see
+    /// `operation_member`). A string with the operation id's retention as
+    /// its TTL.
+    pub fn count_answer(&self, sku: &str, op: &str) -> String {
+        format!("{}:{{{}}}:cnt:{}", self.prefix, self.partition_of(sku), Self::operation_member(op))
+    }
+
     /// The header key of an order, in the partition of its order id.
     pub fn order(&self, order_id: &str) -> String {
         format!("{}:{{{}}}:ord:{order_id}", self.prefix, self.partition_of(order_id))
@@ -154,6 +163,15 @@ mod tests {
         let keys = Keys::new("s", 256).expect("valid");
         let p = keys.partition_of("order-1");
         assert_eq!(keys.order("order-1"), format!("s:{{{p}}}:ord:order-1"));
+    }
+
+    #[test]
+    fn a_count_answer_lives_in_the_partition_of_its_sku() {
+        let keys = Keys::new("s", 256).expect("valid");
+        let p = keys.partition_of("TEE-BLK-M");
+        let key = keys.count_answer("TEE-BLK-M", "count-1");
+        assert_eq!(key, format!("s:{{{p}}}:cnt:{}", Keys::operation_member("count-1")));
+        assert_ne!(key, keys.count_answer("TEE-BLK-M", "count-2"));
     }
 
     #[test]

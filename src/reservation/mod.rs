@@ -1,9 +1,11 @@
 //! The reservation engine: every change to the five numbers is one Lua script
 //! run atomically in Redis (`lua/*.lua`). This module owns the key layout
 //! (`keys.rs`), the scripts (`scripts.rs`), the calls and their replies
-//! (`engine.rs`, `reply.rs`, `order_cache.rs`) and the sweeper that expires holds on idle SKUs.
+//! (`engine.rs`, `reply.rs`, `order_cache.rs`; cycle counts in `counts.rs`)
+//! and the sweeper that expires holds on idle SKUs.
 
 mod batch;
+mod counts;
 mod engine;
 mod error;
 mod keys;
@@ -12,6 +14,7 @@ mod reply;
 mod scripts;
 mod sweeper;
 
+pub use counts::{Counted, Resolved};
 pub use engine::{Adjusted, Engine, EngineSettings, HeaderRestore, PartitionRestore, StockChange};
 pub use error::EngineError;
 pub use keys::{Keys, MAX_PARTITIONS, PartitionKeys};

@@ -32,6 +32,8 @@ pub struct Scripts {
     pub adjust: NamedScript,
     pub register_sku: NamedScript,
     pub set_stop_sell: NamedScript,
+    pub count: NamedScript,
+    pub resolve_count: NamedScript,
     pub expire: NamedScript,
     pub get_order: NamedScript,
     pub restore: NamedScript,
@@ -47,6 +49,8 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     adjust: build("adjust", include_str!("lua/adjust.lua")),
     register_sku: build("register_sku", include_str!("lua/register_sku.lua")),
     set_stop_sell: build("set_stop_sell", include_str!("lua/set_stop_sell.lua")),
+    count: build("count", include_str!("lua/count.lua")),
+    resolve_count: build("resolve_count", include_str!("lua/resolve_count.lua")),
     expire: build("expire", include_str!("lua/expire.lua")),
     get_order: build("get_order", include_str!("lua/get_order.lua")),
     restore: build("restore", include_str!("lua/restore.lua")),
@@ -55,7 +59,7 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 #[cfg(test)]
 mod tests {
     /// The script files, by name.
-    const FILES: [(&str, &str); 11] = [
+    const FILES: [(&str, &str); 13] = [
         ("reserve", include_str!("lua/reserve.lua")),
         ("extend", include_str!("lua/extend.lua")),
         ("commit", include_str!("lua/commit.lua")),
@@ -64,6 +68,8 @@ mod tests {
         ("adjust", include_str!("lua/adjust.lua")),
         ("register_sku", include_str!("lua/register_sku.lua")),
         ("set_stop_sell", include_str!("lua/set_stop_sell.lua")),
+        ("count", include_str!("lua/count.lua")),
+        ("resolve_count", include_str!("lua/resolve_count.lua")),
         ("expire", include_str!("lua/expire.lua")),
         ("get_order", include_str!("lua/get_order.lua")),
         ("restore", include_str!("lua/restore.lua")),

@@ -18,6 +18,7 @@ use std::time::Duration;
 use stockd::config::Config;
 use stockd::grpc::proto;
 use stockd::grpc::proto::catalog_service_client::CatalogServiceClient;
+use stockd::grpc::proto::cycle_count_service_client::CycleCountServiceClient;
 use stockd::grpc::proto::reservation_service_client::ReservationServiceClient;
 use stockd::grpc::proto::stock_service_client::StockServiceClient;
 use stockd::reconcile::ReconcileStats;
@@ -123,6 +124,10 @@ impl TestApp {
 
     pub fn catalog(&self) -> CatalogServiceClient<Channel> {
         CatalogServiceClient::new(self.channel.clone())
+    }
+
+    pub fn cycle_counts(&self) -> CycleCountServiceClient<Channel> {
+        CycleCountServiceClient::new(self.channel.clone())
     }
 
     /// Creates a location.

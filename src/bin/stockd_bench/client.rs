@@ -199,6 +199,7 @@ mod tests {
             committed,
             in_transit: 0,
             available: on_hand - reserved - committed,
+            stop_sell: false,
         }
     }
 

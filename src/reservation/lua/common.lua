@@ -2,7 +2,11 @@
 --
 -- Data layout of one partition p (every key carries the hash tag {p}, so one
 -- partition lives in one Redis Cluster slot; keys.rs builds every name):
---   lvl    hash   field <sku> -> MessagePack {stop=0|1, l={<location>=[on_hand,reserved,committed,in_transit]}}
+--   lvl    hash   field <sku> -> MessagePack {stop=0|1, l={<location>=[on_hand,reserved,committed,in_transit]},
+--                 s={<location>=1}}
+--                 stop: selling the SKU is stopped everywhere (set_stop_sell.lua);
+--                 s: the locations where selling it is stopped (a count over the stop
+--                 gate, count.lua; lifted by resolve_count.lua), absent while none is.
 --                 (MessagePack, not JSON: a 3-location record fits Redis's 64-byte
 --                 allocation class instead of 96, and packs and unpacks faster)
 --                 A field exists exactly for the SKUs the catalog has registered.

@@ -23,7 +23,10 @@
 --   'RESERVED\t<order reply>'          held now (one string)
 --   'EXISTS\t<order reply>'            the order already had a reservation; nothing changed
 --   {'UNKNOWN', sku, ...}              SKUs not registered; nothing changed
---   {'STOP', sku, ...}                 SKUs stopped; nothing changed
+--   {'STOP', sku, ...}                 SKUs stopped; nothing changed: stopped everywhere,
+--                                      or a line that only stopped locations could fill
+--                                      (an explicit stopped location, or a line whose
+--                                      stock is enough only counting stopped ones)
 --   {'SHORT', sku, location, requested, available, ...}   nothing changed
 -- (<order reply>: status, tab, header as stored; see header_reply in common.lua.)
 
@@ -65,6 +68,16 @@ local function add_hold(pi, order, packed, ea_s)
   h[#h + 1] = packed
   e[#e + 1] = ea_s
   e[#e + 1] = order
+end
+
+-- `list` with x appended unless it holds it already; a new list when nil.
+local function add_once(list, x)
+  if not list then return { x } end
+  for _, y in ipairs(list) do
+    if y == x then return list end
+  end
+  list[#list + 1] = x
+  return list
 end
 
 -- Locations a record holds, in allocation order (unranked ones last, by name).
@@ -123,10 +136,17 @@ local function reserve_one(okey, a)
   -- alone; otherwise the first location (by priority) that can fill it
   -- alone, else a split across locations in priority order. Two lines of
   -- the same SKU see each other's holds. Undone below if any line is short.
+  -- A stopped location (rec.s, see common.lua) gives nothing: a line it
+  -- alone could fill, or that needs its stock, is refused as STOP rather
+  -- than SHORT (the stock is there, but not for sale).
   local held = {}   -- list of {pi, sku, loc, q}
+  local halted      -- SKUs refused for a stopped location (made on the first)
   for _, ln in ipairs(lines) do
     local rec = recs[ln.sku]
-    if ln.loc ~= '' then
+    local stops = rec.s
+    if stops and ln.loc ~= '' and stops[ln.loc] then
+      halted = add_once(halted, ln.sku)
+    elseif ln.loc ~= '' then
       local avail = rec.l[ln.loc] and available(rec.l[ln.loc]) or 0
       if avail >= ln.q then
         local l = rec.l[ln.loc]
@@ -137,11 +157,15 @@ local function reserve_one(okey, a)
       end
     else
       local locs = ordered_locations(rec, rank, nlocs)
-      local total, whole = 0, nil
+      local total, whole, blocked = 0, nil, 0
       for _, loc in ipairs(locs) do
         local avail = available(rec.l[loc])
-        if avail > 0 then total = total + avail end
-        if whole == nil and avail >= ln.q then whole = loc end
+        if stops and stops[loc] then
+          if avail > 0 then blocked = blocked + avail end
+        else
+          if avail > 0 then total = total + avail end
+          if whole == nil and avail >= ln.q then whole = loc end
+        end
       end
       if whole then
         local l = rec.l[whole]
@@ -152,23 +176,27 @@ local function reserve_one(okey, a)
         for _, loc in ipairs(locs) do
           if left == 0 then break end
           local l = rec.l[loc]
-          local take = math.min(math.max(available(l), 0), left)
+          local take = 0
+          if not (stops and stops[loc]) then take = math.min(math.max(available(l), 0), left) end
           if take > 0 then
             l[RS] = l[RS] + take
             held[#held + 1] = { ln.pi, ln.sku, loc, take }
             left = left - take
           end
         end
+      elseif total + blocked >= ln.q then
+        halted = add_once(halted, ln.sku)
       else
         short[#short + 1] = { ln.sku, '', ln.q, total }
       end
     end
   end
-  if #short > 0 then
+  if #short > 0 or halted then
     for _, h in ipairs(held) do
       local l = recs[h[2]].l[h[3]]
       l[RS] = l[RS] - h[4]
     end
+    if halted then return { 'STOP', unpack(halted) }, a end
     local out = { 'SHORT' }
     for _, s in ipairs(short) do
       for _, v in ipairs(s) do out[#out + 1] = v end
