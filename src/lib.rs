@@ -9,7 +9,12 @@
 //! - `reservation`: the engine. Every change to a stock number is one Lua
 //!   script (`reservation/lua/*.lua`); `keys.rs` names every key; the sweeper
 //!   expires holds on idle SKUs.
-//! - `catalog`: SKUs and locations in Postgres, and the in-memory allocation order.
+//! - `catalog`: SKUs, locations and suppliers in Postgres, and the in-memory
+//!   allocation order.
+//! - `replenishment`: velocity and reorder points (pure `policy.rs`), the
+//!   set-based suggestion query, reorder checks into draft POs, purchase
+//!   orders moving in_transit and on_hand through the engine, the PO
+//!   notification outbox, and the leader-only worker.
 //! - `grpc`: the transport. Generated code, validation, one error mapping,
 //!   thin handlers, health.
 //! - `reconcile`: the reconciler (Redis event streams -> Postgres ledger and
@@ -37,6 +42,7 @@ pub mod local;
 pub mod metrics;
 pub mod reconcile;
 pub mod recovery;
+pub mod replenishment;
 pub mod reservation;
 pub mod spreadsheet;
 pub mod startup;

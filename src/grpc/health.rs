@@ -1,6 +1,7 @@
 //! Keeps `grpc.health.v1` current. The hot path (ReservationService,
 //! StockService, and the overall "") follows Redis only, so a Postgres outage
-//! cannot take checkout down; CatalogService follows Postgres.
+//! cannot take checkout down; CatalogService and ReplenishmentService follow
+//! Postgres.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,9 +17,9 @@ use crate::reservation::Engine;
 /// Services whose health follows Redis.
 pub const HOT_PATH: [&str; 3] = ["", "inventory.v1.ReservationService", "inventory.v1.StockService"];
 /// Services whose health follows Postgres.
-pub const POSTGRES: [&str; 1] = ["inventory.v1.CatalogService"];
+pub const POSTGRES: [&str; 2] = ["inventory.v1.CatalogService", "inventory.v1.ReplenishmentService"];
 /// Every name the health service answers for.
-pub const HEALTH_SERVICES: [&str; 4] = [HOT_PATH[0], HOT_PATH[1], HOT_PATH[2], POSTGRES[0]];
+pub const HEALTH_SERVICES: [&str; 5] = [HOT_PATH[0], HOT_PATH[1], HOT_PATH[2], POSTGRES[0], POSTGRES[1]];
 
 /// Probes the backends and reports each service's status.
 pub struct HealthMonitor {

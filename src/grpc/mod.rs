@@ -7,12 +7,14 @@ mod convert;
 mod error;
 mod health;
 mod middleware;
+mod replenishment;
 mod reservation;
 mod stock;
 
 pub use catalog::CatalogApi;
 pub use health::{HEALTH_SERVICES, HealthMonitor};
 pub use middleware::GuardLayer;
+pub use replenishment::ReplenishmentApi;
 pub use reservation::ReservationApi;
 pub use stock::StockApi;
 

@@ -35,6 +35,7 @@ pub struct Scripts {
     pub expire: NamedScript,
     pub get_order: NamedScript,
     pub restore: NamedScript,
+    pub po: NamedScript,
 }
 
 /// The scripts, compiled into the binary and hashed once per process.
@@ -50,12 +51,13 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     expire: build("expire", include_str!("lua/expire.lua")),
     get_order: build("get_order", include_str!("lua/get_order.lua")),
     restore: build("restore", include_str!("lua/restore.lua")),
+    po: build("po", include_str!("lua/po.lua")),
 });
 
 #[cfg(test)]
 mod tests {
     /// The script files, by name.
-    const FILES: [(&str, &str); 11] = [
+    const FILES: [(&str, &str); 12] = [
         ("reserve", include_str!("lua/reserve.lua")),
         ("extend", include_str!("lua/extend.lua")),
         ("commit", include_str!("lua/commit.lua")),
@@ -67,6 +69,7 @@ mod tests {
         ("expire", include_str!("lua/expire.lua")),
         ("get_order", include_str!("lua/get_order.lua")),
         ("restore", include_str!("lua/restore.lua")),
+        ("po", include_str!("lua/po.lua")),
     ];
 
     /// The `return`s of a script's top level that do not go through
