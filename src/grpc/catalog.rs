@@ -142,10 +142,10 @@ fn parse_sku(r: proto::UpsertSkuRequest) -> Result<NewSku, Status> {
         v.add("fallback_velocity", format!("must be between 0 and {MAX_FALLBACK_VELOCITY} units a day, got {f}"));
     }
     let case_pack = match r.case_pack {
-        0 => 1,
-        n if (1..=MAX_CASE_PACK).contains(&n) => n,
-        n => {
-            v.add("case_pack", format!("must be between 1 and {MAX_CASE_PACK} (0 means 1), got {n}"));
+        None => 1,
+        Some(n) if (1..=MAX_CASE_PACK).contains(&n) => n,
+        Some(n) => {
+            v.add("case_pack", format!("must be between 1 and {MAX_CASE_PACK} (unset means 1), got {n}"));
             1
         }
     };
