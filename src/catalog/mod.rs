@@ -1,6 +1,7 @@
 //! The catalog: SKUs, locations and suppliers, written to Postgres directly
-//! (they are not stock numbers). A new SKU is registered with the engine so that it can be
-//! stocked and reserved; locations are cached in priority order for allocation.
+//! (they are not stock numbers). A new SKU is registered with the engine so
+//! that it can be stocked and reserved; locations are cached in priority
+//! order for allocation.
 
 mod error;
 mod locations;

@@ -3,9 +3,9 @@
 //! else a new one), with a notification queued for each PO created or
 //! changed; auto-submit suppliers' drafts are then submitted.
 //!
-//! One check at a time (a Postgres advisory lock held for the transaction):
-//! the RPC on any replica and the leader's worker may both start one, and
-//! the second then sees the first's lines. The suggestions are computed in
+//! One check at a time per store (a Postgres advisory lock held for the
+//! transaction): the RPC on any replica and the leader's worker may both
+//! start one, and the second then sees the first's lines. The suggestions are computed in
 //! the same transaction, so "an open PO already covers it" and "on order"
 //! are read under the lock, and a SKU-location never gets a second line.
 
@@ -17,9 +17,6 @@ use super::orders::{self, PurchaseOrder, PurchaseOrders, new_po_id};
 use super::suggest::{self, Scope};
 use super::{ReplenishmentError, ReplenishmentSettings};
 use crate::domain::PoId;
-
-/// Serialises reorder checks (one per store: the schema is the store).
-const CHECK_LOCK: i64 = 0x7265_6f72_6465_72; // "reorder"
 
 /// What one check did.
 #[derive(Debug, Default)]
@@ -40,7 +37,11 @@ pub async fn run_check(
     only: Option<&[(String, String)]>,
 ) -> Result<CheckOutcome, ReplenishmentError> {
     let mut tx = db.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHECK_LOCK).execute(&mut *tx).await?;
+    // Advisory locks are database-wide; the key names the schema, so stores
+    // sharing a database (a schema each) do not wait for each other.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('stockd:reorder-check:' || current_schema()))")
+        .execute(&mut *tx)
+        .await?;
     let scope = Scope { only, ..Scope::default() };
     let suggestions = Box::pin(suggest::suggestions(&mut tx, &scope, settings)).await?;
     let assessed = suggestions.len();
