@@ -25,5 +25,5 @@ pub use orders::{
 };
 pub use service::Replenishment;
 pub use settings::ReplenishmentSettings;
-pub use suggest::{Scope, Suggestion, suggestions};
+pub use suggest::{SUGGESTIONS_QUERY, Scope, Suggestion, suggestions};
 pub use worker::{ReplenishmentWorker, Round};

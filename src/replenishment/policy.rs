@@ -39,7 +39,8 @@ const ROUNDING_SLACK: f64 = 1e-9;
 /// One day.
 pub const DAY: Duration = Duration::from_secs(86_400);
 
-/// The on_hand moves of one day of the window, as the ledger gives them.
+/// On_hand moves of one day of the window, as the ledger gives them (one
+/// day may come in several parts: they add up).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DayMoves {
     /// Days before now (0: the last 24 hours).
@@ -81,16 +82,24 @@ pub struct Demand {
 /// out of stock, from on_hand now and each day's moves (days without moves
 /// may be missing from `moves`).
 pub fn in_stock_sales(on_hand_now: i64, moves: &[DayMoves], days: u32) -> Vec<Option<i64>> {
-    let mut out = Vec::with_capacity(days as usize);
+    let mut per_day = vec![(0i64, 0i64); days as usize];
+    for m in moves {
+        if let Some(d) = per_day.get_mut(m.day as usize) {
+            d.0 += m.sold;
+            d.1 += m.moved;
+        }
+    }
     // on_hand at the end of day k: now for day 0, then walked back a day at a time.
     let mut end = on_hand_now;
-    for k in 0..days {
-        let (sold, moved) = moves.iter().filter(|m| m.day == k).fold((0, 0), |(s, m), x| (s + x.sold, m + x.moved));
-        let start = end - moved;
-        out.push((start > 0 && end > 0).then_some(sold));
-        end = start;
-    }
-    out
+    per_day
+        .into_iter()
+        .map(|(sold, moved)| {
+            let start = end - moved;
+            let in_stock = start > 0 && end > 0;
+            end = start;
+            in_stock.then_some(sold)
+        })
+        .collect()
 }
 
 /// Caps one-off spikes (see the module docs); `values` are the days in stock.
@@ -285,6 +294,14 @@ mod tests {
         //   day 3: end 4, moved 0   -> start 4   in stock, sold 0
         let m = moves(&[(0, 3, -3), (1, 2, 8), (2, 4, -4)]);
         assert_eq!(in_stock_sales(5, &m, 4), vec![Some(3), None, None, Some(0)]);
+    }
+
+    #[test]
+    fn a_day_given_in_parts_adds_up() {
+        let parts = moves(&[(0, 2, -2), (1, 0, 10), (0, 1, -1), (1, 4, -4)]);
+        let whole = moves(&[(0, 3, -3), (1, 4, 6)]);
+        assert_eq!(in_stock_sales(5, &parts, 3), in_stock_sales(5, &whole, 3));
+        assert_eq!(in_stock_sales(5, &whole, 3), vec![Some(3), Some(4), Some(0)]);
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! The query reads, per SKU-location with a known supplier: its levels (the
 //! snapshot), its SKU's and supplier's settings, what open draft POs hold
 //! for it (on_order), whether an open PO still expects some of it, and its
-//! ledger history in the window as one row per day (units fulfilled, and the
-//! sum of on_hand moves to tell the days out of stock) gathered into arrays.
+//! ledger rows in the window that moved on_hand (their day, delta, and
+//! whether each is a sale) gathered into arrays.
 //! The history comes from the `ledger_on_hand_moves` index (SKU-location,
 //! time; only rows that moved on_hand), one index-only range scan per
 //! SKU-location bounded by the window, whatever the ledger's length.
@@ -96,12 +96,16 @@ struct Row {
     on_order: i64,
     covered: bool,
     days: Option<Vec<i32>>,
-    sold: Option<Vec<i64>>,
-    moved: Option<Vec<i64>>,
+    deltas: Option<Vec<i64>>,
+    fulfils: Option<Vec<bool>>,
     now: DateTime<Utc>,
 }
 
-const QUERY: &str = "
+/// The suggestion query (public for `stockd-bench reorder --explain`).
+/// Binds: $1 location, $2 supplier, $3 and $4 the (sku, location) to start
+/// after, $5 the limit, $6 and $7 the (sku, location) pairs to keep, each
+/// NULL for none; $8 the window in days.
+pub const SUGGESTIONS_QUERY: &str = "
 WITH cand AS MATERIALIZED (
     SELECT s.sku, s.location_id, s.on_hand, s.reserved, s.committed, s.in_transit,
            k.supplier_id, k.reorder_point AS static_point, k.case_pack, k.fallback_velocity,
@@ -130,20 +134,19 @@ open_lines AS (
 SELECT c.sku, c.location_id, c.on_hand, c.reserved, c.committed, c.in_transit, c.supplier_id, c.static_point,
        c.case_pack, c.fallback_velocity, c.sku_created, c.lead_time_days, c.min_order_quantity, c.service_level,
        coalesce(o.on_order, 0)::bigint AS on_order, coalesce(o.covered, false) AS covered,
-       h.days, h.sold, h.moved, now() AS now
+       h.days, h.deltas, h.fulfils, now() AS now
 FROM cand c
 LEFT JOIN open_lines o ON o.sku = c.sku AND o.location_id = c.location_id
 LEFT JOIN LATERAL (
-    SELECT array_agg(d.day) AS days, array_agg(d.sold) AS sold, array_agg(d.moved) AS moved
-    FROM (
-        SELECT greatest(0, floor(extract(epoch FROM now() - l.occurred_at) / 86400))::int AS day,
-               coalesce(sum(-l.on_hand_delta) FILTER (WHERE l.kind = 'fulfill'), 0)::bigint AS sold,
-               sum(l.on_hand_delta)::bigint AS moved
-        FROM ledger l
-        WHERE l.sku = c.sku AND l.location_id = c.location_id AND l.on_hand_delta <> 0
-          AND l.occurred_at > now() - make_interval(days => $8)
-        GROUP BY 1
-    ) d
+    -- Each row's day (whole days before now: the interval's day field, its
+    -- time part being under 24 h), delta and whether it is a sale, summed
+    -- per day in Rust (cheaper than a grouping per SKU-location here).
+    SELECT array_agg(date_part('day', now() - l.occurred_at)::int) AS days,
+           array_agg(l.on_hand_delta) AS deltas,
+           array_agg(l.kind = 'fulfill') AS fulfils
+    FROM ledger l
+    WHERE l.sku = c.sku AND l.location_id = c.location_id AND l.on_hand_delta <> 0
+      AND l.occurred_at > now() - make_interval(days => $8)
 ) h ON true
 ORDER BY c.sku, c.location_id";
 
@@ -161,7 +164,7 @@ pub async fn suggestions(
         ),
         None => (None, None),
     };
-    let rows: Vec<Row> = sqlx::query_as(QUERY)
+    let rows: Vec<Row> = sqlx::query_as(SUGGESTIONS_QUERY)
         .bind(scope.location)
         .bind(scope.supplier)
         .bind(scope.after.map(|(s, _)| s))
@@ -187,12 +190,17 @@ fn days_known(created: DateTime<Utc>, now: DateTime<Utc>, oldest_move_day: Optio
 
 fn assess(r: Row, settings: &ReplenishmentSettings) -> Suggestion {
     let window = settings.window_days;
-    let moves: Vec<DayMoves> = match (&r.days, &r.sold, &r.moved) {
-        (Some(days), Some(sold), Some(moved)) => days
+    let moves: Vec<DayMoves> = match (&r.days, &r.deltas, &r.fulfils) {
+        (Some(days), Some(deltas), Some(fulfils)) => days
             .iter()
-            .zip(sold)
-            .zip(moved)
-            .map(|((&day, &sold), &moved)| DayMoves { day: u32::try_from(day).unwrap_or(0), sold, moved })
+            .zip(deltas)
+            .zip(fulfils)
+            .map(|((&day, &delta), &fulfil)| DayMoves {
+                // A time ahead of the database's clock counts as today.
+                day: u32::try_from(day).unwrap_or(0),
+                sold: if fulfil { -delta } else { 0 },
+                moved: delta,
+            })
             .collect(),
         _ => Vec::new(),
     };
