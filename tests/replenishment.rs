@@ -670,3 +670,38 @@ async fn bad_replenishment_input_is_refused_naming_every_field() {
     let empty = proto::ReceivePurchaseOrderRequest { po_id: "P".into(), lines: vec![], operation_id: "x".into() };
     assert_eq!(violated_fields(&r.clone().receive_purchase_order(empty).await.expect_err("no lines")), ["lines"]);
 }
+
+#[tokio::test]
+async fn the_replenishment_service_reports_health_and_is_listed_by_reflection() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    use tonic_reflection::pb::v1;
+    let app = app_without_worker().await;
+
+    let serving = eventually(Duration::from_secs(10), || async {
+        let status = HealthClient::new(app.channel.clone())
+            .check(HealthCheckRequest { service: "inventory.v1.ReplenishmentService".into() })
+            .await
+            .map(|r| r.into_inner().status());
+        matches!(status, Ok(ServingStatus::Serving))
+    })
+    .await;
+    assert!(serving, "ReplenishmentService follows Postgres, which is up");
+
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = v1::server_reflection_client::ServerReflectionClient::new(app.channel.clone())
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let response = stream.message().await.expect("answer").expect("one message");
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) = response.message_response
+    else {
+        panic!("not a service list: {response:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.iter().any(|n| n == "inventory.v1.ReplenishmentService"), "{names:?}");
+}
