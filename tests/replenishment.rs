@@ -705,3 +705,66 @@ async fn the_replenishment_service_reports_health_and_is_listed_by_reflection() 
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     assert!(names.iter().any(|n| n == "inventory.v1.ReplenishmentService"), "{names:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_while_redis_is_down_is_kept_and_reaches_in_transit_once_redis_returns() {
+    // Arrange: a private Redis, the worker on, one draft PO of 12 BOX.
+    let mut redis = common::redis_server::RedisServer::start().await;
+    let url = redis.url();
+    let app = TestApp::spawn_with(|c| {
+        c.redis_url = url;
+        c.redis_timeout = Duration::from_millis(500);
+        c.replenishment.watch_interval = Duration::from_millis(100);
+    })
+    .await;
+    app.location("WH1", 1).await;
+    app.supplier(supplier_request("acme", 3)).await;
+    app.supplied_sku("BOX", "acme", |r| {
+        r.reorder_point = Some(10);
+        r.case_pack = Some(12);
+    })
+    .await;
+    app.set_on_hand("BOX", "WH1", 0).await;
+    app.wait_reconciled().await;
+    run_check(&app).await;
+    let drafts = app.replenishment().list_purchase_orders(proto::ListPurchaseOrdersRequest::default()).await;
+    let po = drafts.expect("list").into_inner().purchase_orders.remove(0).po_id;
+
+    // Act: Redis dies; the submit is answered UNAVAILABLE.
+    redis.stop();
+    let submit = app
+        .replenishment()
+        .submit_purchase_order(proto::SubmitPurchaseOrderRequest { po_id: po.clone() })
+        .await
+        .expect_err("redis is down");
+    assert_eq!(submit.code(), Code::Unavailable, "{submit:?}");
+
+    // Assert: the PO says submitted (Postgres decided), its movement waits.
+    let got = app.replenishment().get_purchase_order(proto::GetPurchaseOrderRequest { po_id: po.clone() }).await;
+    assert_eq!(got.expect("get").into_inner().status(), proto::PurchaseOrderStatus::Submitted);
+    let db = app.db().await;
+    let pending = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM po_movements WHERE applied_at IS NULL")
+            .fetch_one(&db)
+            .await
+            .expect("pending")
+    };
+    assert_eq!(pending().await, 1);
+
+    // Redis returns empty, is rebuilt from Postgres, and the worker applies
+    // the movement: the case is in transit, once.
+    redis.restart().await;
+    let moved = eventually(Duration::from_secs(20), || async {
+        let item = app
+            .stock()
+            .get_availability(proto::GetAvailabilityRequest { skus: vec!["BOX".into()], location_id: "WH1".into() })
+            .await;
+        let in_transit = item.ok().and_then(|r| r.into_inner().items.pop()).and_then(|i| i.total).map(|t| t.in_transit);
+        in_transit == Some(12)
+    })
+    .await;
+    assert!(moved, "the submit reached in_transit");
+    assert!(eventually(Duration::from_secs(10), || async { pending().await == 0 }).await, "marked applied");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(wh1(&app, "BOX").await, (0, 12), "applied once, however many rounds ran");
+}

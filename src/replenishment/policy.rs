@@ -431,6 +431,7 @@ mod tests {
         assert_eq!(order_quantity(&OrderInputs { case_pack: 20, ..inputs(12) }), 80, "exactly 4 cases");
         let both = OrderInputs { min_order_quantity: 100, case_pack: 12, ..inputs(12) };
         assert_eq!(order_quantity(&both), 108, "the minimum, then rounded up to 9 cases");
+        assert_eq!(order_quantity(&OrderInputs { case_pack: 0, ..inputs(12) }), 80, "a case pack of 0 counts as 1");
     }
 
     #[test]
