@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         "proto/inventory/v1/stock.proto",
         "proto/inventory/v1/catalog.proto",
         "proto/inventory/v1/cycle_count.proto",
+        "proto/inventory/v1/replenishment.proto",
     ];
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);

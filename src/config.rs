@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::cycle_count::CycleCountSettings;
 use crate::domain::Ttl;
+use crate::replenishment::ReplenishmentSettings;
 
 /// Upper bound for `STOCKD_RESERVE_BATCH`: one script call must stay short,
 /// since Redis runs nothing else meanwhile.
@@ -134,6 +135,20 @@ pub struct Config {
     /// Cycle counting: gates, schedule, ABC classes (`STOCKD_COUNT_*`,
     /// `STOCKD_ABC_*`; see `CycleCountSettings`).
     pub cycle_count: CycleCountSettings,
+    /// `STOCKD_REPLENISHMENT`, `on` (default) or `off`: whether this replica
+    /// competes to lead the replenishment worker (reorder watch and sweep,
+    /// unfinished PO movements, PO notifications). The RPCs work either way.
+    pub replenishment_enabled: bool,
+    /// Replenishment settings:
+    /// `STOCKD_REORDER_WINDOW_DAYS` (28, 1..=365): days of history velocity is measured over;
+    /// `STOCKD_REORDER_REVIEW_DAYS` (30, 0..=365): cover beyond the lead time an order fills up to;
+    /// `STOCKD_SERVICE_LEVEL` (0.95, above 0.5 and below 1): suppliers' default service level;
+    /// `STOCKD_REORDER_INTERVAL` (`1h`): period of the full reorder sweep;
+    /// `STOCKD_REORDER_WATCH_INTERVAL` (`2s`): how often the ledger is read for changed SKU-locations;
+    /// `STOCKD_NOTIFY_TIMEOUT` (`10s`): deadline of one PO notification request;
+    /// `STOCKD_NOTIFY_MAX_ATTEMPTS` (20): attempts before a notification is given up;
+    /// `STOCKD_NOTIFY_BACKOFF` (`30s`): first retry wait, doubled per attempt up to 1 h, with jitter.
+    pub replenishment: ReplenishmentSettings,
 }
 
 impl Default for Config {
@@ -180,6 +195,8 @@ impl Default for Config {
             log_filter: "info".into(),
             log_format: LogFormat::Text,
             cycle_count: CycleCountSettings::default(),
+            replenishment_enabled: true,
+            replenishment: ReplenishmentSettings::default(),
         }
     }
 }
@@ -304,6 +321,7 @@ impl Config {
             _ => Err("must be text or json".into()),
         })?;
         c.cycle_count = CycleCountSettings::from_lookup(&get)?;
+        parse_replenishment(&get, &mut c)?;
         if !c.redis_url.starts_with("redis://")
             && !c.redis_url.starts_with("rediss://")
             && !c.redis_url.starts_with("unix://")
@@ -324,6 +342,37 @@ impl Config {
         }
         Ok(c)
     }
+}
+
+/// The replenishment settings (see `Config::replenishment`).
+fn parse_replenishment(get: &impl Fn(&str) -> Option<String>, c: &mut Config) -> Result<(), ConfigError> {
+    let days = |max: u32, min: u32| {
+        move |v: &str| match v.parse::<u32>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(format!("must be a whole number of days from {min} to {max}")),
+        }
+    };
+    let r = &mut c.replenishment;
+    parse(get, "STOCKD_REPLENISHMENT", &mut c.replenishment_enabled, |v| match v {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        _ => Err("must be on or off".into()),
+    })?;
+    parse(get, "STOCKD_REORDER_WINDOW_DAYS", &mut r.window_days, days(365, 1))?;
+    parse(get, "STOCKD_REORDER_REVIEW_DAYS", &mut r.review_days, days(365, 0))?;
+    parse(get, "STOCKD_SERVICE_LEVEL", &mut r.service_level, |v| match v.parse::<f64>() {
+        Ok(x) if x > 0.5 && x < 1.0 => Ok(x),
+        _ => Err("must be a fraction above 0.5 and below 1, such as 0.95".into()),
+    })?;
+    parse(get, "STOCKD_REORDER_INTERVAL", &mut r.sweep_interval, positive_duration)?;
+    parse(get, "STOCKD_REORDER_WATCH_INTERVAL", &mut r.watch_interval, positive_duration)?;
+    parse(get, "STOCKD_NOTIFY_TIMEOUT", &mut r.notify_timeout, positive_duration)?;
+    parse(get, "STOCKD_NOTIFY_MAX_ATTEMPTS", &mut r.notify_max_attempts, |v| match v.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("must be a positive integer".into()),
+    })?;
+    parse(get, "STOCKD_NOTIFY_BACKOFF", &mut r.notify_backoff, positive_duration)?;
+    Ok(())
 }
 
 fn err(var: &'static str, value: &str, why: &str) -> ConfigError {
@@ -435,5 +484,26 @@ mod tests {
         assert_eq!(e.var, "STOCKD_PARTITIONS");
         let e = with(&[("STOCKD_DATABASE_SCHEMA", "x; drop")]).expect_err("bad schema");
         assert_eq!(e.var, "STOCKD_DATABASE_SCHEMA");
+    }
+
+    #[test]
+    fn replenishment_settings_have_their_defaults_and_bounds() {
+        let c = with(&[]).expect("defaults are valid");
+        assert!(c.replenishment_enabled);
+        assert_eq!((c.replenishment.window_days, c.replenishment.review_days), (28, 30));
+        assert_eq!(c.replenishment.service_level, 0.95);
+        assert_eq!(c.replenishment.sweep_interval, Duration::from_secs(3600));
+        let c = with(&[("STOCKD_REORDER_WINDOW_DAYS", "90"), ("STOCKD_SERVICE_LEVEL", "0.99")]).expect("valid");
+        assert_eq!((c.replenishment.window_days, c.replenishment.service_level), (90, 0.99));
+        for (var, value) in [
+            ("STOCKD_REORDER_WINDOW_DAYS", "0"),
+            ("STOCKD_REORDER_REVIEW_DAYS", "-1"),
+            ("STOCKD_SERVICE_LEVEL", "1"),
+            ("STOCKD_SERVICE_LEVEL", "0.3"),
+            ("STOCKD_REPLENISHMENT", "maybe"),
+            ("STOCKD_NOTIFY_MAX_ATTEMPTS", "0"),
+        ] {
+            assert_eq!(with(&[(var, value)]).expect_err(value).var, var);
+        }
     }
 }

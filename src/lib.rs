@@ -9,11 +9,16 @@
 //! - `reservation`: the engine. Every change to a stock number is one Lua
 //!   script (`reservation/lua/*.lua`); `keys.rs` names every key; the sweeper
 //!   expires holds on idle SKUs.
-//! - `catalog`: SKUs and locations in Postgres, the in-memory allocation order,
-//!   and list paging (page sizes, opaque page tokens bound to their query).
+//! - `catalog`: SKUs, locations and suppliers in Postgres, the in-memory
+//!   allocation order, and list paging (page sizes, opaque page tokens bound
+//!   to their query).
 //! - `cycle_count`: ABC classes, due counts, counts judged in the engine
 //!   (`reservation/lua/count.lua`), investigations and the stop-sell they
 //!   put on a SKU-location; the pure rules in `cycle_count/policy.rs`.
+//! - `replenishment`: velocity and reorder points (pure `policy.rs`), the
+//!   set-based suggestion query, reorder checks into draft POs, purchase
+//!   orders moving in_transit and on_hand through the engine, the PO
+//!   notification outbox, and the leader-only worker.
 //! - `grpc`: the transport. Generated code, validation, one error mapping,
 //!   thin handlers, health.
 //! - `reconcile`: the reconciler (Redis event streams -> Postgres ledger and
@@ -47,6 +52,7 @@ pub mod local;
 pub mod metrics;
 pub mod reconcile;
 pub mod recovery;
+pub mod replenishment;
 pub mod reservation;
 pub mod spreadsheet;
 pub mod startup;

@@ -54,6 +54,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             supplier_id: None,
             reorder_point: None,
             case_pack: 1,
+            fallback_velocity: None,
         };
         skus.upsert(&new).await?;
         if engine.register_sku(&sku).await? {

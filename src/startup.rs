@@ -19,19 +19,23 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
 use crate::auth::{AuthLayer, tls_config};
-use crate::catalog::{LocationCache, LocationStore, SkuStore};
+use crate::catalog::{LocationCache, LocationStore, SkuStore, SupplierStore};
 use crate::config::Config;
 use crate::cycle_count::{AbcWorker, CycleCounts};
 use crate::db;
 use crate::grpc::proto::catalog_service_server::CatalogServiceServer;
 use crate::grpc::proto::cycle_count_service_server::CycleCountServiceServer;
+use crate::grpc::proto::replenishment_service_server::ReplenishmentServiceServer;
 use crate::grpc::proto::reservation_service_server::ReservationServiceServer;
 use crate::grpc::proto::stock_service_server::StockServiceServer;
-use crate::grpc::{self, CallLimits, CatalogApi, CycleCountApi, GuardLayer, HealthMonitor, ReservationApi, StockApi};
+use crate::grpc::{
+    self, CallLimits, CatalogApi, CycleCountApi, GuardLayer, HealthMonitor, ReplenishmentApi, ReservationApi, StockApi,
+};
 use crate::limits::{Acceptor, PortLimits};
 use crate::metrics::Metrics;
 use crate::reconcile::{Reconciler, ReconcilerSettings};
 use crate::recovery::Recovery;
+use crate::replenishment::{Replenishment, ReplenishmentWorker};
 use crate::reservation::{Engine, EngineSettings, Keys, Sweeper};
 use crate::state::AppState;
 
@@ -101,10 +105,12 @@ impl Application {
         let location_cache = LocationCache::new(locations.clone());
         location_cache.refresh().await.context("reading locations")?;
         let state = AppState {
+            replenishment: Replenishment::new(db.clone(), engine.clone(), config.replenishment.clone()),
             engine,
             skus: SkuStore::new(db.clone()),
             locations,
             location_cache,
+            suppliers: SupplierStore::new(db.clone()),
             db: db.clone(),
             reconcile: Arc::default(),
             metrics,
@@ -202,6 +208,10 @@ impl Application {
             config.cycle_count.clone(),
             state.metrics.clone(),
         );
+        if config.replenishment_enabled {
+            let worker = ReplenishmentWorker::new(db.clone(), state.engine.clone(), config.replenishment.clone());
+            tasks.spawn(worker.run_until_stopped(workers.clone()));
+        }
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(grpc::proto::FILE_DESCRIPTOR_SET)
@@ -269,7 +279,8 @@ impl Application {
             .add_service(ReservationServiceServer::new(ReservationApi::new(state.clone())))
             .add_service(StockServiceServer::new(StockApi::new(state.clone())))
             .add_service(CatalogServiceServer::new(CatalogApi::new(state.clone())))
-            .add_service(CycleCountServiceServer::new(CycleCountApi::new(cycle_counts)));
+            .add_service(CycleCountServiceServer::new(CycleCountApi::new(cycle_counts)))
+            .add_service(ReplenishmentServiceServer::new(ReplenishmentApi::new(state.clone())));
         tracing::info!(%addr, tls = config.tls_cert.is_some(), tokens = config.auth_tokens_file.is_some(), "stockd serving gRPC");
         let grace = config.shutdown_grace;
         let stopped = stop_accepting.clone();

@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::PgPool;
 
-use crate::catalog::{LocationCache, LocationStore, SkuStore};
+use crate::catalog::{LocationCache, LocationStore, SkuStore, SupplierStore};
 use crate::metrics::Metrics;
 use crate::reconcile::ReconcileStats;
+use crate::replenishment::Replenishment;
 use crate::reservation::Engine;
 
 /// Shared handles, cheap to clone.
@@ -21,6 +22,10 @@ pub struct AppState {
     pub locations: LocationStore,
     /// Locations in allocation order, in memory.
     pub location_cache: LocationCache,
+    /// Supplier table.
+    pub suppliers: SupplierStore,
+    /// Suggestions, reorder checks and purchase orders.
+    pub replenishment: Replenishment,
     /// The system of record.
     pub db: PgPool,
     /// Reconciler counters (lag, events).

@@ -23,6 +23,7 @@ use rand::{Rng, SeedableRng};
 use stockd::grpc::proto::{
     self, catalog_service_client::CatalogServiceClient as Catalog,
     cycle_count_service_client::CycleCountServiceClient as Counts,
+    replenishment_service_client::ReplenishmentServiceClient as Replenishment,
     reservation_service_client::ReservationServiceClient as Reservations,
     stock_service_client::StockServiceClient as Stock,
 };
@@ -114,10 +115,40 @@ fn upsert_sku(f: impl FnOnce(&mut proto::UpsertSkuRequest)) -> proto::UpsertSkuR
         unit_cost: "0.75".into(),
         supplier_id: "acme".into(),
         reorder_point: None,
-        case_pack: 1,
+        case_pack: Some(1),
+        fallback_velocity: None,
     };
     f(&mut r);
     r
+}
+
+fn supplier(f: impl FnOnce(&mut proto::UpsertSupplierRequest)) -> proto::UpsertSupplierRequest {
+    let mut r = proto::UpsertSupplierRequest {
+        supplier_id: "acme".into(),
+        name: "Acme".into(),
+        lead_time_days: 7,
+        min_order_quantity: 0,
+        notify_url: String::new(),
+        auto_submit: false,
+        service_level: None,
+    };
+    f(&mut r);
+    r
+}
+
+fn suggestions(f: impl FnOnce(&mut proto::GetReorderSuggestionsRequest)) -> proto::GetReorderSuggestionsRequest {
+    let mut r = proto::GetReorderSuggestionsRequest { page_size: 2, ..Default::default() };
+    f(&mut r);
+    r
+}
+
+/// A receipt on a purchase order (none exists: NOT_FOUND once the fields pass).
+fn receipt(po_id: &str, sku: &str, operation_id: &str) -> proto::ReceivePurchaseOrderRequest {
+    proto::ReceivePurchaseOrderRequest {
+        po_id: po_id.into(),
+        lines: vec![proto::ReceiptLine { sku: sku.into(), quantity: 1 }],
+        operation_id: operation_id.into(),
+    }
 }
 
 /// A count of A's on_hand as it stands (1,000,000 in `arrange`): matched,
@@ -256,6 +287,59 @@ fn targets() -> Vec<Target> {
         target("CatalogService/ListLocations", "page_token", |ch, s| async move {
             let r = proto::ListLocationsRequest { page_size: 2, page_token: s };
             Catalog::new(ch).list_locations(r).await.map(drop)
+        }),
+        target("CatalogService/UpsertSupplier", "supplier_id", |ch, s| async move {
+            Catalog::new(ch).upsert_supplier(supplier(|r| r.supplier_id = s)).await.map(drop)
+        }),
+        target("CatalogService/UpsertSupplier", "name", |ch, s| async move {
+            let stored = Catalog::new(ch).upsert_supplier(supplier(|r| r.name = s.clone())).await?.into_inner();
+            assert_eq!(stored.name, s, "an accepted name is stored as given");
+            Ok(())
+        }),
+        target("CatalogService/UpsertSupplier", "notify_url", |ch, s| async move {
+            Catalog::new(ch).upsert_supplier(supplier(|r| r.notify_url = s)).await.map(drop)
+        }),
+        target("CatalogService/GetSupplier", "supplier_id", |ch, s| async move {
+            Catalog::new(ch).get_supplier(proto::GetSupplierRequest { supplier_id: s }).await.map(drop)
+        }),
+        target("CatalogService/ListSuppliers", "page_token", |ch, s| async move {
+            Catalog::new(ch).list_suppliers(proto::ListSuppliersRequest { page_size: 2, page_token: s }).await.map(drop)
+        }),
+        // ReplenishmentService
+        target("ReplenishmentService/GetReorderSuggestions", "location_id", |ch, s| async move {
+            Replenishment::new(ch).get_reorder_suggestions(suggestions(|r| r.location_id = s)).await.map(drop)
+        }),
+        target("ReplenishmentService/GetReorderSuggestions", "supplier_id", |ch, s| async move {
+            Replenishment::new(ch).get_reorder_suggestions(suggestions(|r| r.supplier_id = s)).await.map(drop)
+        }),
+        target("ReplenishmentService/GetReorderSuggestions", "page_token", |ch, s| async move {
+            Replenishment::new(ch).get_reorder_suggestions(suggestions(|r| r.page_token = s)).await.map(drop)
+        }),
+        target("ReplenishmentService/ListPurchaseOrders", "supplier_id", |ch, s| async move {
+            let r = proto::ListPurchaseOrdersRequest { supplier_id: s, page_size: 2, ..Default::default() };
+            Replenishment::new(ch).list_purchase_orders(r).await.map(drop)
+        }),
+        target("ReplenishmentService/ListPurchaseOrders", "page_token", |ch, s| async move {
+            let r = proto::ListPurchaseOrdersRequest { page_token: s, page_size: 2, ..Default::default() };
+            Replenishment::new(ch).list_purchase_orders(r).await.map(drop)
+        }),
+        target("ReplenishmentService/GetPurchaseOrder", "po_id", |ch, s| async move {
+            Replenishment::new(ch).get_purchase_order(proto::GetPurchaseOrderRequest { po_id: s }).await.map(drop)
+        }),
+        target("ReplenishmentService/SubmitPurchaseOrder", "po_id", |ch, s| async move {
+            Replenishment::new(ch).submit_purchase_order(proto::SubmitPurchaseOrderRequest { po_id: s }).await.map(drop)
+        }),
+        target("ReplenishmentService/CancelPurchaseOrder", "po_id", |ch, s| async move {
+            Replenishment::new(ch).cancel_purchase_order(proto::CancelPurchaseOrderRequest { po_id: s }).await.map(drop)
+        }),
+        target("ReplenishmentService/ReceivePurchaseOrder", "po_id", |ch, s| async move {
+            Replenishment::new(ch).receive_purchase_order(receipt(&s, "A", "rcv-1")).await.map(drop)
+        }),
+        target("ReplenishmentService/ReceivePurchaseOrder", "lines[0].sku", |ch, s| async move {
+            Replenishment::new(ch).receive_purchase_order(receipt("PO-none", &s, "rcv-1")).await.map(drop)
+        }),
+        target("ReplenishmentService/ReceivePurchaseOrder", "operation_id", |ch, s| async move {
+            Replenishment::new(ch).receive_purchase_order(receipt("PO-none", "A", &s)).await.map(drop)
         }),
         // CycleCountService
         target("CycleCountService/ListAbcClasses", "page_token", |ch, s| async move {
@@ -537,6 +621,17 @@ async fn arbitrary_text_in_any_cycle_count_field_is_answered_with_ok_or_a_client
 
     assert_none("CycleCountService", seed, failures);
     assert_eq!(app.total("A").await.on_hand, 1_000_000, "matched counts changed nothing");
+}
+
+#[tokio::test]
+async fn arbitrary_text_in_any_replenishment_field_is_answered_with_ok_or_a_client_error() {
+    let app = arrange().await;
+    let seed = seed();
+
+    let failures = fuzz(&app, "ReplenishmentService/", seed).await;
+
+    assert_none("ReplenishmentService", seed, failures);
+    assert_eq!(app.total("A").await.in_transit, 0, "no purchase order moved a number");
 }
 
 #[tokio::test]

@@ -4,9 +4,11 @@
 //! Random sequences of every engine operation (reserve, reserve again, extend,
 //! commit, fulfil, release, adjust, set on hand, a replayed adjustment, stop
 //! sell for a SKU or at one location, a cycle count, a count submitted
-//! again, the resolution of its investigation, SKU registration, time
-//! passing, the expiry sweep, calls on unknown orders) run against the real
-//! scripts and against a small model in this file. After every step the test checks, on what Redis holds:
+//! again, the resolution of its investigation, SKU registration,
+//! purchase-order submit, receipt (and one beyond what is in transit),
+//! cancel and their replays, time passing, the expiry sweep, calls on
+//! unknown orders) run against the real scripts and against a small model
+//! in this file. After every step the test checks, on what Redis holds:
 //! - the invariants of DESIGN.md ("The five numbers") for every SKU-location;
 //! - that the per-partition hold records add up to reserved and committed,
 //!   and that the expiry index lists exactly the uncommitted holds;
@@ -35,7 +37,8 @@ use stockd::domain::{
     ReservationLine, ReservationStatus, ReserveLine, ReserveOutcome, ReserveRequest, Shortage, Sku, Ttl,
 };
 use stockd::reservation::{
-    Adjusted, Counted, Engine, EngineError, EngineSettings, Keys, PartitionRestore, Resolved, StockChange,
+    Adjusted, Counted, Engine, EngineError, EngineSettings, Keys, PartitionRestore, PoMoveKind, PoMoveLine, PoMoved,
+    Resolved, StockChange,
 };
 
 /// SKUs of a case. The last one is not registered at the start.
@@ -293,6 +296,27 @@ enum Op {
     UnknownOrder {
         call: UnknownCall,
     },
+    /// A new PO of `qty` of one SKU-location is submitted (in_transit up).
+    PoSubmit {
+        sku: usize,
+        loc: usize,
+        qty: i64,
+    },
+    /// A receipt of an earlier PO: up to what it still expects, or (`over`)
+    /// more than is in transit there, which the engine must refuse.
+    PoReceive {
+        pick: usize,
+        qty: i64,
+        over: bool,
+    },
+    /// An earlier PO is cancelled: what it still expects leaves in_transit.
+    PoCancel {
+        pick: usize,
+    },
+    /// An earlier PO movement is sent again with its operation id.
+    PoReplay {
+        pick: usize,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -356,6 +380,11 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Sweep),
         1 => prop_oneof![Just(UnknownCall::Get), kind.prop_map(UnknownCall::Do)]
             .prop_map(|call| Op::UnknownOrder { call }),
+        2 => (sku_index(), 0..2usize, 1..=8i64).prop_map(|(sku, loc, qty)| Op::PoSubmit { sku, loc, qty }),
+        2 => (pick.clone(), 1..=6i64, prop_oneof![5 => Just(false), 1 => Just(true)])
+            .prop_map(|(pick, qty, over)| Op::PoReceive { pick, qty, over }),
+        1 => pick.clone().prop_map(|pick| Op::PoCancel { pick }),
+        1 => pick.prop_map(|pick| Op::PoReplay { pick }),
     ]
 }
 
@@ -443,6 +472,16 @@ impl std::fmt::Debug for TransitionExpect {
             Self::Ok(st, lines) => write!(f, "Ok {st:?} {}", show_lines(lines)),
         }
     }
+}
+
+/// What a PO movement should answer.
+#[derive(Debug)]
+enum PoExpect {
+    UnknownSku,
+    Replayed,
+    /// in_transit would fall below zero: refused, nothing changed.
+    Short,
+    Applied,
 }
 
 #[derive(Debug)]
@@ -822,6 +861,26 @@ impl Model {
         let lifted = std::mem::replace(&mut self.stopped_at[s][l], false);
         ResolveExpect::Applied(self.levels[s][l], delta, lifted)
     }
+
+    /// A PO movement of one line, as po.lua does it: expiry first, then a
+    /// remembered operation id is a no-op, an unknown SKU or an in_transit
+    /// that would go negative refuses it, else both deltas apply.
+    fn po_move(&mut self, s: usize, l: usize, on_hand: i64, in_transit: i64, op: &str) -> PoExpect {
+        self.touch(&self.parts(std::iter::once(s)));
+        if self.applied_ops.get(op).is_some_and(|at| self.now < at + RETENTION_SECS) {
+            return PoExpect::Replayed;
+        }
+        if !self.registered[s] {
+            return PoExpect::UnknownSku;
+        }
+        if self.levels[s][l].in_transit + in_transit < 0 {
+            return PoExpect::Short;
+        }
+        self.applied_ops.insert(op.to_owned(), self.now);
+        self.levels[s][l].on_hand += on_hand;
+        self.levels[s][l].in_transit += in_transit;
+        PoExpect::Applied
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -856,6 +915,29 @@ struct CountCall {
     answer: Counted,
 }
 
+/// A PO movement as first made, for replays.
+#[derive(Clone, Debug)]
+struct PoCall {
+    kind: PoMoveKind,
+    po: String,
+    sku: usize,
+    loc: usize,
+    on_hand: i64,
+    in_transit: i64,
+    op: String,
+}
+
+/// A submitted PO of one line, as the driver (Postgres' part) keeps it.
+#[derive(Clone, Debug)]
+struct DriverPo {
+    id: String,
+    sku: usize,
+    loc: usize,
+    ordered: i64,
+    received: i64,
+    cancelled: bool,
+}
+
 /// A hold record as Redis stores it.
 #[derive(Debug, PartialEq, Eq)]
 struct Hold {
@@ -873,6 +955,9 @@ struct Run {
     attempts: Vec<Attempt>,
     adjusts: Vec<AdjustCall>,
     counts: Vec<CountCall>,
+    /// POs submitted, and every PO movement made.
+    pos: Vec<DriverPo>,
+    po_calls: Vec<PoCall>,
     /// Redis TIME (ms) when the case started.
     real_start: i64,
     counter: u64,
@@ -934,6 +1019,8 @@ impl Run {
             attempts: Vec::new(),
             adjusts: Vec::new(),
             counts: Vec::new(),
+            pos: Vec::new(),
+            po_calls: Vec::new(),
             real_start,
             counter: 0,
         };
@@ -1117,6 +1204,88 @@ impl Run {
                 if *sweep { Ok(format!("{advanced}, then {}", self.sweep().await?)) } else { Ok(advanced) }
             }
             Op::Sweep => self.sweep().await,
+            Op::PoSubmit { sku, loc, qty } => {
+                let po = format!("P{}", self.next());
+                let call = PoCall {
+                    kind: PoMoveKind::Submit,
+                    op: format!("po:{po}:submit"),
+                    po,
+                    sku: *sku,
+                    loc: *loc,
+                    on_hand: 0,
+                    in_transit: *qty,
+                };
+                let (desc, applied) = self.po_move(&call).await?;
+                if applied {
+                    let (id, sku, loc, ordered) = (call.po.clone(), *sku, *loc, *qty);
+                    self.pos.push(DriverPo { id, sku, loc, ordered, received: 0, cancelled: false });
+                }
+                self.po_calls.push(call);
+                Ok(desc)
+            }
+            Op::PoReceive { pick, qty, over } => {
+                let Some(i) = (!self.pos.is_empty()).then(|| pick % self.pos.len()) else {
+                    return Ok("receive: no PO yet".into());
+                };
+                let po = self.pos[i].clone();
+                let outstanding = po.ordered - po.received;
+                let q = if *over {
+                    self.model.levels[po.sku][po.loc].in_transit + qty
+                } else if po.cancelled || outstanding == 0 {
+                    return Ok(format!("receive: {} expects nothing more", po.id));
+                } else {
+                    (*qty).min(outstanding)
+                };
+                let n = self.next();
+                let call = PoCall {
+                    kind: PoMoveKind::Receive,
+                    op: format!("po:{}:receive:r{n}", po.id),
+                    po: po.id.clone(),
+                    sku: po.sku,
+                    loc: po.loc,
+                    on_hand: q,
+                    in_transit: -q,
+                };
+                let (desc, applied) = self.po_move(&call).await?;
+                ensure!(!(*over && applied), "{desc}: a receipt beyond in_transit was applied");
+                if applied {
+                    self.pos[i].received += q;
+                }
+                self.po_calls.push(call);
+                Ok(desc)
+            }
+            Op::PoCancel { pick } => {
+                let Some(i) = (!self.pos.is_empty()).then(|| pick % self.pos.len()) else {
+                    return Ok("cancel: no PO yet".into());
+                };
+                let po = self.pos[i].clone();
+                let outstanding = po.ordered - po.received;
+                if po.cancelled || outstanding == 0 {
+                    return Ok(format!("cancel: {} has nothing in transit", po.id));
+                }
+                let call = PoCall {
+                    kind: PoMoveKind::Cancel,
+                    op: format!("po:{}:cancel", po.id),
+                    po: po.id.clone(),
+                    sku: po.sku,
+                    loc: po.loc,
+                    on_hand: 0,
+                    in_transit: -outstanding,
+                };
+                let (desc, applied) = self.po_move(&call).await?;
+                if applied {
+                    self.pos[i].cancelled = true;
+                }
+                self.po_calls.push(call);
+                Ok(desc)
+            }
+            Op::PoReplay { pick } => {
+                if self.po_calls.is_empty() {
+                    return Ok("replay: no PO movement yet".into());
+                }
+                let call = self.po_calls[pick % self.po_calls.len()].clone();
+                Ok(format!("replay of {}", self.po_move(&call).await?.0))
+            }
             Op::UnknownOrder { call } => {
                 let id = format!("never-{}", self.next());
                 let order = OrderId::parse(id.as_str())?;
@@ -1250,6 +1419,31 @@ impl Run {
         let desc = format!("adjust {}@{} {:?} {} -> {got:?}", SKUS[c.sku], LOCS[c.loc], c.change, c.op);
         check_adjust(&want, &got).with_context(|| desc.clone())?;
         Ok(desc)
+    }
+
+    /// A PO movement against the engine and the model; its description and
+    /// whether it was applied (not replayed or refused).
+    async fn po_move(&mut self, c: &PoCall) -> Result<(String, bool)> {
+        let line = PoMoveLine { sku: sku(c.sku)?, on_hand: c.on_hand, in_transit: c.in_transit };
+        let got = self.store.engine.po_move(c.kind, &loc(c.loc)?, &c.op, &c.po, &[line]).await;
+        let want = self.model.po_move(c.sku, c.loc, c.on_hand, c.in_transit, &c.op);
+        let desc = format!(
+            "{} {}@{} on_hand {:+} in_transit {:+} ({}) -> {got:?}",
+            c.kind.event_kind(),
+            SKUS[c.sku],
+            LOCS[c.loc],
+            c.on_hand,
+            c.in_transit,
+            c.op
+        );
+        match (&want, &got) {
+            (PoExpect::UnknownSku, Err(EngineError::UnknownSku(_)))
+            | (PoExpect::Short, Err(EngineError::FailedPrecondition(_)))
+            | (PoExpect::Replayed, Ok(PoMoved { applied: 0, replayed: 1 }))
+            | (PoExpect::Applied, Ok(PoMoved { applied: 1, replayed: 0 })) => {}
+            _ => bail!("{desc}: expected {want:?}"),
+        }
+        Ok((desc, matches!(want, PoExpect::Applied)))
     }
 
     /// The sweeper's path: the partitions due, then each one expired.

@@ -136,8 +136,8 @@ async fn catalog_numbers_at_the_extremes_are_refused_naming_their_field() {
     let cases: Vec<(&str, proto::UpsertSkuRequest, &str)> = vec![
         ("reorder point i64::MIN", sku(|r| r.reorder_point = Some(i64::MIN)), "reorder_point"),
         ("reorder point i64::MAX", sku(|r| r.reorder_point = Some(i64::MAX)), "reorder_point"),
-        ("case pack i64::MIN", sku(|r| r.case_pack = i64::MIN), "case_pack"),
-        ("case pack i64::MAX", sku(|r| r.case_pack = i64::MAX), "case_pack"),
+        ("case pack i64::MIN", sku(|r| r.case_pack = Some(i64::MIN)), "case_pack"),
+        ("case pack i64::MAX", sku(|r| r.case_pack = Some(i64::MAX)), "case_pack"),
         ("price past numeric(14,4)", sku(|r| r.unit_price = "9".repeat(40)), "unit_price"),
         ("cost with 30 decimals", sku(|r| r.unit_cost = format!("1.{}", "9".repeat(30))), "unit_cost"),
     ];
@@ -256,4 +256,24 @@ async fn errors_with_many_bad_fields_reach_a_client_with_default_metadata_limits
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert_eq!(violated_fields(&status)[0], "order_id");
     assert!(status.message().contains("more"), "{}", status.message());
+}
+
+#[tokio::test]
+async fn purchase_order_movements_past_the_level_bound_are_refused_and_change_nothing() {
+    use stockd::domain::{LocationId, Sku};
+    use stockd::reservation::{EngineError, PoMoveKind, PoMoveLine};
+    let app = TestApp::spawn().await;
+    app.stocked("A", 0).await;
+    let wh1 = LocationId::parse("WH1").expect("id");
+    let line = |in_transit| PoMoveLine { sku: Sku::parse("A").expect("sku"), on_hand: 0, in_transit };
+
+    app.engine.po_move(PoMoveKind::Submit, &wh1, "po:1:submit", "1", &[line(600_000_000)]).await.expect("within");
+    let over = app.engine.po_move(PoMoveKind::Submit, &wh1, "po:2:submit", "2", &[line(600_000_000)]).await;
+
+    assert!(matches!(over, Err(EngineError::OutOfRange { field: "lines", .. })), "{over:?}");
+    assert_eq!(app.total("A").await.in_transit, 600_000_000, "the refused movement changed nothing");
+    // Its operation id was not used up: once within the bound it applies.
+    let later = app.engine.po_move(PoMoveKind::Submit, &wh1, "po:2:submit", "2", &[line(400_000_000)]).await;
+    assert_eq!(later.expect("applies").applied, 1);
+    assert_eq!(app.total("A").await.in_transit, 1_000_000_000);
 }

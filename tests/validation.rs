@@ -214,7 +214,8 @@ async fn bad_catalog_writes_are_refused_naming_their_field() {
         ("cost not a number", sku(|r| r.unit_cost = "abc".into()), "unit_cost"),
         ("bad supplier", sku(|r| r.supplier_id = "s s".into()), "supplier_id"),
         ("negative reorder point", sku(|r| r.reorder_point = Some(-1)), "reorder_point"),
-        ("negative case pack", sku(|r| r.case_pack = -3), "case_pack"),
+        ("negative case pack", sku(|r| r.case_pack = Some(-3)), "case_pack"),
+        ("case pack 0", sku(|r| r.case_pack = Some(0)), "case_pack"),
     ];
     for (case, req, field) in cases {
         assert_names(app.catalog().upsert_sku(req).await.expect_err(case), field, case);

@@ -5,8 +5,8 @@
 //! | bytes | what |
 //! |-------|------|
 //! | 1     | format version ([`TOKEN_VERSION`]) |
-//! | 1     | the list: 1 ListSkus, 2 ListLocations, 3 ListMovements, 4 ListAbcClasses, 5 ListDueCounts, 6 ListInvestigations |
-//! | 8     | digest of the query's filter fields (ListMovements: `sku`, `location_id`; ListDueCounts: `location_id`; ListInvestigations: `status`) |
+//! | 1     | the list: 1 ListSkus, 2 ListLocations, 3 ListMovements, 4 ListAbcClasses, 5 ListDueCounts, 6 ListInvestigations, 7 ListSuppliers, 8 GetReorderSuggestions, 9 ListPurchaseOrders |
+//! | 8     | digest of the query's filter fields (ListMovements: `sku`, `location_id`; ListDueCounts: `location_id`; ListInvestigations: `status`; GetReorderSuggestions: `location_id`, `supplier_id`, `below_only`; ListPurchaseOrders: `status`, `supplier_id`) |
 //! | n     | where the next page starts: the last key served (an identifier, text) or the last ledger id (8 bytes, big-endian) |
 //! | 8     | checksum over everything before it |
 //!
@@ -30,7 +30,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
-use crate::domain::{LocationId, Sku};
+use crate::domain::{LocationId, PoId, Sku, SupplierId};
 
 /// Page size when the request gives 0.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -97,6 +97,24 @@ pub enum PageQuery<'a> {
         /// The status asked (as stored: OPEN, RESOLVED); None: all.
         status: Option<&'a str>,
     },
+    /// CatalogService.ListSuppliers.
+    Suppliers,
+    /// ReplenishmentService.GetReorderSuggestions.
+    ReorderSuggestions {
+        /// The location asked; None: all.
+        location_id: Option<&'a str>,
+        /// The supplier asked; None: all.
+        supplier_id: Option<&'a str>,
+        /// Only SKU-locations below their reorder point.
+        below_only: bool,
+    },
+    /// ReplenishmentService.ListPurchaseOrders.
+    PurchaseOrders {
+        /// The status asked (as stored); None: all.
+        status: Option<&'a str>,
+        /// The supplier asked; None: all.
+        supplier_id: Option<&'a str>,
+    },
 }
 
 /// What a list resumes after: an identifier (validated again on decoding),
@@ -105,7 +123,10 @@ pub enum PageQuery<'a> {
 enum KeyKind {
     Sku,
     Location,
+    Supplier,
+    PurchaseOrder,
     LocationSku,
+    SkuLocation,
     Number,
 }
 
@@ -118,6 +139,9 @@ impl PageQuery<'_> {
             Self::AbcClasses => 4,
             Self::DueCounts { .. } => 5,
             Self::Investigations { .. } => 6,
+            Self::Suppliers => 7,
+            Self::ReorderSuggestions { .. } => 8,
+            Self::PurchaseOrders { .. } => 9,
         }
     }
 
@@ -125,7 +149,10 @@ impl PageQuery<'_> {
         match self {
             Self::Skus | Self::AbcClasses => KeyKind::Sku,
             Self::Locations => KeyKind::Location,
+            Self::Suppliers => KeyKind::Supplier,
+            Self::PurchaseOrders { .. } => KeyKind::PurchaseOrder,
             Self::DueCounts { .. } => KeyKind::LocationSku,
+            Self::ReorderSuggestions { .. } => KeyKind::SkuLocation,
             Self::Movements { .. } | Self::Investigations { .. } => KeyKind::Number,
         }
     }
@@ -133,10 +160,16 @@ impl PageQuery<'_> {
     /// The filter fields, in a fixed order per list.
     fn filters(self) -> Vec<Option<String>> {
         match self {
-            Self::Skus | Self::Locations | Self::AbcClasses => vec![],
+            Self::Skus | Self::Locations | Self::AbcClasses | Self::Suppliers => vec![],
             Self::Movements { sku, location_id } => vec![Some(sku.to_owned()), location_id.map(str::to_owned)],
             Self::DueCounts { location_id } => vec![location_id.map(str::to_owned)],
             Self::Investigations { status } => vec![status.map(str::to_owned)],
+            Self::ReorderSuggestions { location_id, supplier_id, below_only } => {
+                vec![location_id.map(str::to_owned), supplier_id.map(str::to_owned), Some(below_only.to_string())]
+            }
+            Self::PurchaseOrders { status, supplier_id } => {
+                vec![status.map(str::to_owned), supplier_id.map(str::to_owned)]
+            }
         }
     }
 
@@ -229,8 +262,13 @@ impl PageToken {
         let valid = match query.key_kind() {
             KeyKind::Sku => Sku::parse(key.as_str()).is_ok(),
             KeyKind::Location => LocationId::parse(key.as_str()).is_ok(),
+            KeyKind::Supplier => SupplierId::parse(key.as_str()).is_ok(),
+            KeyKind::PurchaseOrder => PoId::parse(key.as_str()).is_ok(),
             KeyKind::LocationSku => {
                 key.split_once('\t').is_some_and(|(l, s)| LocationId::parse(l).is_ok() && Sku::parse(s).is_ok())
+            }
+            KeyKind::SkuLocation => {
+                key.split_once('\t').is_some_and(|(s, l)| Sku::parse(s).is_ok() && LocationId::parse(l).is_ok())
             }
             KeyKind::Number => false,
         };

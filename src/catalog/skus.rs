@@ -24,10 +24,13 @@ pub struct NewSku {
     pub reorder_point: Option<i64>,
     /// Units per case (>= 1).
     pub case_pack: i32,
+    /// Units per day to assume while the SKU has too little history of its
+    /// own (see replenishment/policy.rs), if any.
+    pub fallback_velocity: Option<f64>,
 }
 
 /// A SKU as stored.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct SkuRecord {
     /// The key.
     pub sku: String,
@@ -43,6 +46,8 @@ pub struct SkuRecord {
     pub reorder_point: Option<i64>,
     /// Units per case.
     pub case_pack: i32,
+    /// Fallback velocity (units per day), if any.
+    pub fallback_velocity: Option<f64>,
     /// First written.
     pub create_time: SystemTime,
     /// Last written.
@@ -50,7 +55,7 @@ pub struct SkuRecord {
 }
 
 const COLUMNS: &str = "sku, name, unit_price::text AS unit_price, unit_cost::text AS unit_cost, supplier_id, \
-                       reorder_point, case_pack, create_time, update_time";
+                       reorder_point, case_pack, fallback_velocity, create_time, update_time";
 
 /// SKU table access.
 #[derive(Clone)]
@@ -67,6 +72,7 @@ struct Row {
     supplier_id: Option<String>,
     reorder_point: Option<i64>,
     case_pack: i32,
+    fallback_velocity: Option<f64>,
     create_time: chrono::DateTime<chrono::Utc>,
     update_time: chrono::DateTime<chrono::Utc>,
 }
@@ -81,6 +87,7 @@ impl From<Row> for SkuRecord {
             supplier_id: r.supplier_id,
             reorder_point: r.reorder_point,
             case_pack: r.case_pack,
+            fallback_velocity: r.fallback_velocity,
             create_time: r.create_time.into(),
             update_time: r.update_time.into(),
         }
@@ -96,11 +103,13 @@ impl SkuStore {
     /// Creates or updates a SKU; returns it as stored.
     pub async fn upsert(&self, s: &NewSku) -> Result<SkuRecord, CatalogError> {
         let sql = format!(
-            "INSERT INTO skus (sku, name, unit_price, unit_cost, supplier_id, reorder_point, case_pack)
-             VALUES ($1, $2, $3::numeric, $4::numeric, $5, $6, $7)
+            "INSERT INTO skus (sku, name, unit_price, unit_cost, supplier_id, reorder_point, case_pack,
+                               fallback_velocity)
+             VALUES ($1, $2, $3::numeric, $4::numeric, $5, $6, $7, $8)
              ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, unit_price = EXCLUDED.unit_price,
                  unit_cost = EXCLUDED.unit_cost, supplier_id = EXCLUDED.supplier_id,
-                 reorder_point = EXCLUDED.reorder_point, case_pack = EXCLUDED.case_pack, update_time = now()
+                 reorder_point = EXCLUDED.reorder_point, case_pack = EXCLUDED.case_pack,
+                 fallback_velocity = EXCLUDED.fallback_velocity, update_time = now()
              RETURNING {COLUMNS}"
         );
         let row: Row = sqlx::query_as(&sql)
@@ -111,6 +120,7 @@ impl SkuStore {
             .bind(&s.supplier_id)
             .bind(s.reorder_point)
             .bind(s.case_pack)
+            .bind(s.fallback_velocity)
             .fetch_one(&self.pool)
             .await?;
         Ok(row.into())

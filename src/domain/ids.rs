@@ -96,6 +96,10 @@ id_type!(
     /// A supplier.
     SupplierId
 );
+id_type!(
+    /// A purchase order.
+    PoId
+);
 
 impl OperationId {
     /// A fresh random operation id, for callers that did not give one.

@@ -6,7 +6,7 @@ mod levels;
 mod quantity;
 mod reservation;
 
-pub use ids::{Channel, IdError, LocationId, OperationId, OrderId, Sku, SupplierId};
+pub use ids::{Channel, IdError, LocationId, OperationId, OrderId, PoId, Sku, SupplierId};
 pub use levels::{Levels, LocationLevels, SkuLevels};
 pub use quantity::{LineQuantity, MAX_DELTA, MAX_LEVEL, MAX_ON_HAND, OnHand, QuantityError, StockDelta, Ttl};
 pub use reservation::{

@@ -5,6 +5,7 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::catalog::CatalogError;
 use crate::cycle_count::CycleCountError;
+use crate::replenishment::ReplenishmentError;
 use crate::reservation::EngineError;
 
 /// Most field violations an error carries in its details; the rest are
@@ -75,15 +76,31 @@ impl From<CatalogError> for Status {
     fn from(e: CatalogError) -> Self {
         match &e {
             CatalogError::NotFound(_) => Status::not_found(e.to_string()),
-            CatalogError::Database(inner) => {
-                tracing::warn!(error = %inner, "postgres error");
-                match inner {
-                    sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                        Status::unavailable("database unavailable")
-                    }
-                    _ => Status::internal("database error"),
-                }
+            CatalogError::Database(inner) => database(inner),
+        }
+    }
+}
+
+fn database(inner: &sqlx::Error) -> Status {
+    tracing::warn!(error = %inner, "postgres error");
+    match inner {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            Status::unavailable("database unavailable")
+        }
+        _ => Status::internal("database error"),
+    }
+}
+
+impl From<ReplenishmentError> for Status {
+    fn from(e: ReplenishmentError) -> Self {
+        match e {
+            ReplenishmentError::NotFound(_) => Status::not_found(e.to_string()),
+            ReplenishmentError::FailedPrecondition(m) => Status::failed_precondition(m),
+            ReplenishmentError::InvalidLines(bad) => {
+                invalid(bad.into_iter().map(|(field, why)| FieldViolation::new(field, why)).collect())
             }
+            ReplenishmentError::Engine(inner) => inner.into(),
+            ReplenishmentError::Database(inner) => database(&inner),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Keeps `grpc.health.v1` current. The hot path (ReservationService,
 //! StockService, and the overall "") follows Redis only, so a Postgres outage
-//! cannot take checkout down; CatalogService and CycleCountService follow
+//! cannot take checkout down; CatalogService, CycleCountService and ReplenishmentService follow
 //! Postgres.
 
 use std::sync::Arc;
@@ -17,9 +17,10 @@ use crate::reservation::Engine;
 /// Services whose health follows Redis.
 pub const HOT_PATH: [&str; 3] = ["", "inventory.v1.ReservationService", "inventory.v1.StockService"];
 /// Services whose health follows Postgres.
-pub const POSTGRES: [&str; 2] = ["inventory.v1.CatalogService", "inventory.v1.CycleCountService"];
+pub const POSTGRES: [&str; 3] =
+    ["inventory.v1.CatalogService", "inventory.v1.CycleCountService", "inventory.v1.ReplenishmentService"];
 /// Every name the health service answers for.
-pub const HEALTH_SERVICES: [&str; 5] = [HOT_PATH[0], HOT_PATH[1], HOT_PATH[2], POSTGRES[0], POSTGRES[1]];
+pub const HEALTH_SERVICES: [&str; 6] = [HOT_PATH[0], HOT_PATH[1], HOT_PATH[2], POSTGRES[0], POSTGRES[1], POSTGRES[2]];
 
 /// Probes the backends and reports each service's status.
 pub struct HealthMonitor {

@@ -8,6 +8,7 @@ mod cycle_count;
 mod error;
 mod health;
 mod middleware;
+mod replenishment;
 mod reservation;
 mod stock;
 
@@ -15,6 +16,7 @@ pub use catalog::CatalogApi;
 pub use cycle_count::CycleCountApi;
 pub use health::{HEALTH_SERVICES, HealthMonitor};
 pub use middleware::{CallLimits, GuardLayer};
+pub use replenishment::ReplenishmentApi;
 pub use reservation::ReservationApi;
 pub use stock::StockApi;
 

@@ -192,6 +192,9 @@ fn movement(m: Movement) -> proto::Movement {
         "release" => K::Release,
         "expire" => K::Expire,
         "adjust" => K::Adjust,
+        "po_submit" => K::PoSubmit,
+        "po_receive" => K::PoReceive,
+        "po_cancel" => K::PoCancel,
         _ => K::Unspecified,
     };
     proto::Movement {

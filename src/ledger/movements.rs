@@ -15,13 +15,14 @@ pub struct Movement {
     pub sku: String,
     /// Where.
     pub location_id: String,
-    /// reserve, commit, fulfill, release, expire or adjust.
+    /// reserve, commit, fulfill, release, expire, adjust, po_submit,
+    /// po_receive or po_cancel.
     pub kind: String,
     /// on_hand, reserved, committed, in_transit deltas.
     pub deltas: [i64; 4],
     /// The order, for reservation movements.
     pub order_id: Option<String>,
-    /// The operation id, for adjustments.
+    /// The operation id, for adjustments and PO movements.
     pub operation_id: Option<String>,
     /// Why.
     pub reason: Option<String>,

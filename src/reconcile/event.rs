@@ -50,7 +50,8 @@ pub struct EventError(pub String);
 /// A change to the numbers of one SKU-location.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StockEvent {
-    /// reserve, commit, fulfill, release, expire or adjust.
+    /// reserve, commit, fulfill, release, expire, adjust, po_submit,
+    /// po_receive or po_cancel.
     pub kind: String,
     /// What.
     pub sku: String,
@@ -72,6 +73,15 @@ pub struct StockEvent {
     pub expires_ms: Option<i64>,
     /// For reserve: the channel.
     pub channel: Option<String>,
+}
+
+/// Whether `kind` names a change to stock numbers: the reservation moves,
+/// adjustments, and the purchase-order movements (po.lua).
+fn is_stock_kind(kind: &str) -> bool {
+    matches!(
+        kind,
+        "reserve" | "commit" | "fulfill" | "release" | "expire" | "adjust" | "po_submit" | "po_receive" | "po_cancel"
+    )
 }
 
 /// One stream entry.
@@ -124,21 +134,19 @@ impl Event {
                 stop: kind == "stop_sell",
                 at_ms: int("t")?,
             }),
-            "reserve" | "commit" | "fulfill" | "release" | "expire" | "adjust" => {
-                Ok(Event::Stock(Box::new(StockEvent {
-                    kind: kind.to_owned(),
-                    sku: get("s")?.to_owned(),
-                    location_id: get("l")?.to_owned(),
-                    deltas: [int("doh")?, int("drs")?, int("dcm")?, int("dit")?],
-                    levels: [int("oh")?, int("rs")?, int("cm")?, int("it")?],
-                    order_id: opt("o"),
-                    operation_id: opt("op"),
-                    reason: opt("r"),
-                    at_ms: int("t")?,
-                    expires_ms: fields.get("e").and_then(|v| v.parse().ok()),
-                    channel: fields.get("ch").cloned(),
-                })))
-            }
+            k if is_stock_kind(k) => Ok(Event::Stock(Box::new(StockEvent {
+                kind: kind.to_owned(),
+                sku: get("s")?.to_owned(),
+                location_id: get("l")?.to_owned(),
+                deltas: [int("doh")?, int("drs")?, int("dcm")?, int("dit")?],
+                levels: [int("oh")?, int("rs")?, int("cm")?, int("it")?],
+                order_id: opt("o"),
+                operation_id: opt("op"),
+                reason: opt("r"),
+                at_ms: int("t")?,
+                expires_ms: fields.get("e").and_then(|v| v.parse().ok()),
+                channel: fields.get("ch").cloned(),
+            }))),
             other => Err(EventError(format!("unknown kind {other:?}"))),
         }
     }
@@ -158,7 +166,7 @@ impl Event {
                 .map_err(|_| EventError(format!("{name}={x:?} is not a number")))
         };
         let opt = |x: &str| (!x.is_empty()).then(|| x.to_owned());
-        if !matches!(kind, "reserve" | "commit" | "fulfill" | "release" | "expire" | "adjust") {
+        if !is_stock_kind(kind) {
             return Err(EventError(format!("unknown kind {kind:?}")));
         }
         let reserve = kind == "reserve";
@@ -213,6 +221,16 @@ mod tests {
         assert!(Event::parse(&fields(&[("v", unknown)])).is_err());
         let not_a_number = "adjust\tA\tWH1\tx\t0\t0\t0\t7\t0\t0\t0\t1000\t\t\t\top-9\tcount";
         assert!(Event::parse(&fields(&[("v", not_a_number)])).is_err());
+    }
+
+    #[test]
+    fn parses_purchase_order_movements() {
+        for kind in ["po_submit", "po_receive", "po_cancel"] {
+            let v = format!("{kind}\tA\tWH1\t4\t0\t0\t-4\t9\t0\t0\t6\t1000\t\t\t\tpo:P1:receive:r1\tP1");
+            let Event::Stock(e) = Event::parse(&fields(&[("v", &v)])).expect("parses") else { panic!("stock") };
+            assert_eq!((e.kind.as_str(), e.deltas, e.levels), (kind, [4, 0, 0, -4], [9, 0, 0, 6]));
+            assert_eq!(e.operation_id.as_deref(), Some("po:P1:receive:r1"));
+        }
     }
 
     #[test]

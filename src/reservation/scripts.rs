@@ -37,6 +37,7 @@ pub struct Scripts {
     pub expire: NamedScript,
     pub get_order: NamedScript,
     pub restore: NamedScript,
+    pub po: NamedScript,
 }
 
 /// The scripts, compiled into the binary and hashed once per process.
@@ -54,12 +55,13 @@ pub static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     expire: build("expire", include_str!("lua/expire.lua")),
     get_order: build("get_order", include_str!("lua/get_order.lua")),
     restore: build("restore", include_str!("lua/restore.lua")),
+    po: build("po", include_str!("lua/po.lua")),
 });
 
 #[cfg(test)]
 mod tests {
     /// The script files, by name.
-    const FILES: [(&str, &str); 13] = [
+    const FILES: [(&str, &str); 14] = [
         ("reserve", include_str!("lua/reserve.lua")),
         ("extend", include_str!("lua/extend.lua")),
         ("commit", include_str!("lua/commit.lua")),
@@ -73,6 +75,7 @@ mod tests {
         ("expire", include_str!("lua/expire.lua")),
         ("get_order", include_str!("lua/get_order.lua")),
         ("restore", include_str!("lua/restore.lua")),
+        ("po", include_str!("lua/po.lua")),
     ];
 
     /// The `return`s of a script's top level that do not go through

@@ -491,3 +491,131 @@ pub fn stockd_command(config: &Config) -> std::process::Command {
         .env("STOCKD_LOG", "warn");
     cmd
 }
+
+// ---------------------------------------------------------------------------
+// Replenishment (tests/replenishment.rs): suppliers, ledger history written
+// with controlled times, and a local HTTP server that records notifications.
+// ---------------------------------------------------------------------------
+
+impl TestApp {
+    pub fn replenishment(
+        &self,
+    ) -> stockd::grpc::proto::replenishment_service_client::ReplenishmentServiceClient<Channel> {
+        stockd::grpc::proto::replenishment_service_client::ReplenishmentServiceClient::new(self.channel.clone())
+    }
+
+    /// Creates or updates a supplier.
+    pub async fn supplier(&self, req: proto::UpsertSupplierRequest) -> proto::Supplier {
+        self.catalog().upsert_supplier(req).await.expect("upsert supplier").into_inner()
+    }
+
+    /// Creates a SKU supplied by `supplier`, with `f` changing the request.
+    pub async fn supplied_sku(&self, sku: &str, supplier: &str, f: impl FnOnce(&mut proto::UpsertSkuRequest)) {
+        let mut req = proto::UpsertSkuRequest {
+            sku: sku.into(),
+            name: sku.into(),
+            supplier_id: supplier.into(),
+            ..Default::default()
+        };
+        f(&mut req);
+        self.catalog().upsert_sku(req).await.expect("upsert sku");
+    }
+}
+
+/// A supplier request with a name, lead time and nothing else.
+pub fn supplier_request(id: &str, lead_time_days: i32) -> proto::UpsertSupplierRequest {
+    proto::UpsertSupplierRequest {
+        supplier_id: id.into(),
+        name: format!("{id} supplies"),
+        lead_time_days,
+        ..Default::default()
+    }
+}
+
+/// Writes ledger rows straight into Postgres, `days_ago` whole days and 12
+/// hours before now (the middle of that day of the velocity window), each
+/// (days_ago, kind, on_hand_delta). Tests only: it gives a SKU-location a
+/// history of weeks without weeks of waiting. The stream position is
+/// made up (partition -1), unique within the schema.
+pub async fn write_history(db: &sqlx::PgPool, sku: &str, location: &str, rows: &[(u32, &str, i64)]) {
+    let base = -i64::from(rand_u32()) * 1_000_000;
+    for (i, (days_ago, kind, delta)) in rows.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO ledger (partition, stream_ms, stream_seq, stream_idx, kind, sku, location_id, on_hand_delta,
+                                 reserved_delta, committed_delta, in_transit_delta, occurred_at)
+             VALUES (-1, $1, 0, 0, $2, $3, $4, $5, 0, 0, 0,
+                     now() - make_interval(days => $6) - interval '12 hours')",
+        )
+        .bind(base - i as i64)
+        .bind(*kind)
+        .bind(sku)
+        .bind(location)
+        .bind(*delta)
+        .bind(i32::try_from(*days_ago).expect("days"))
+        .execute(db)
+        .await
+        .expect("history row");
+    }
+}
+
+fn rand_u32() -> u32 {
+    let id = uuid::Uuid::new_v4();
+    u32::from_le_bytes([id.as_bytes()[0], id.as_bytes()[1], id.as_bytes()[2], id.as_bytes()[3]]) >> 1
+}
+
+/// A local HTTP server that records the JSON bodies POSTed to it and answers
+/// each with the next status of `plan` (then 200 once the plan runs out).
+pub struct Hook {
+    pub addr: std::net::SocketAddr,
+    pub received: Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    /// Requests answered, failed ones included.
+    pub requests: Arc<std::sync::atomic::AtomicUsize>,
+    stop: CancellationToken,
+}
+
+impl Hook {
+    pub async fn start(plan: Vec<u16>) -> Hook {
+        use axum::extract::State;
+        use axum::http::StatusCode;
+        type Shared = (
+            Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+            Arc<std::sync::Mutex<std::collections::VecDeque<u16>>>,
+            Arc<std::sync::atomic::AtomicUsize>,
+        );
+        async fn record(State((received, plan, requests)): State<Shared>, body: String) -> StatusCode {
+            requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let status = plan.lock().expect("plan").pop_front().unwrap_or(200);
+            if status == 200 {
+                let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+                received.lock().expect("received").push(json);
+            }
+            StatusCode::from_u16(status).expect("status")
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind hook");
+        let addr = listener.local_addr().expect("hook addr");
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let shared: Shared = (received.clone(), Arc::new(std::sync::Mutex::new(plan.into())), requests.clone());
+        let app = axum::Router::new().route("/hook", axum::routing::post(record)).with_state(shared);
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).with_graceful_shutdown(async move { stopped.cancelled().await }).await;
+        });
+        Hook { addr, received, requests, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    pub fn bodies(&self) -> Vec<serde_json::Value> {
+        self.received.lock().expect("received").clone()
+    }
+}
+
+impl Drop for Hook {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

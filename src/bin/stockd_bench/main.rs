@@ -9,6 +9,8 @@
 //! - `baseline`: the seed's transaction on its own tables, same workers.
 //! - `floor`: a server that answers Reserve at once or after one bare Redis
 //!   script call, and the flash sale's buyers against it.
+//! - `reorder`: a reorder check over a seeded schema of many SKU-locations
+//!   with months of ledger history (Postgres only).
 //! - `client`: gRPC connections and the setup calls; `load`: closed-loop
 //!   workers and HdrHistogram latencies; `redis_probe`: read-only Redis
 //!   figures (INFO, MEMORY USAGE); `zipf`: the popularity sampler;
@@ -23,6 +25,7 @@ mod floor;
 mod lag;
 mod load;
 mod redis_probe;
+mod reorder;
 mod report;
 mod zipf;
 
@@ -54,6 +57,9 @@ enum Scenario {
     /// Serves Reserve only, answering at once or after one bare hold
     /// script call in Redis, until interrupted (the target of `floor`).
     FloorServer(floor::FloorServerArgs),
+    /// Seeds S SKUs x L locations with D days of ledger history in a schema
+    /// of its own and times the reorder check over all of them.
+    Reorder(reorder::ReorderArgs),
 }
 
 /// Settings both scenarios take.
@@ -174,6 +180,15 @@ async fn main() -> ExitCode {
         Scenario::FlashSale(a) => (a.common.clone(), flash_sale::run(&a).await),
         Scenario::Catalog(a) => (a.common.clone(), catalog::run(&a).await),
         Scenario::Floor(a) => (a.common.clone(), floor::run(&a).await),
+        Scenario::Reorder(a) => {
+            return match reorder::run(&a).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("stockd-bench: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Scenario::FloorServer(a) => {
             return match floor::serve(&a).await {
                 Ok(()) => ExitCode::SUCCESS,
